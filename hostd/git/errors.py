@@ -1,0 +1,9 @@
+"""Exceptions raised by the git layer."""
+
+
+class PathError(ValueError):
+    """A requested path breaks the path rules (outside base_dir, missing, malformed)."""
+
+
+class GitError(Exception):
+    """A repository problem reported to callers as data (`{"error": ...}`), not as a crash."""
