@@ -7,6 +7,7 @@ unknown key, a wrong type or a bad duration is reported with its dotted name.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -117,6 +118,15 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"api.listen: expected host:port, got {listen!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -270,7 +280,12 @@ def _finish(cfg: Config) -> Config:
     host_id = cfg.id or hostname.replace(".", "-")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", host_id):
         raise ConfigError(f"id: expected letters, digits, '.', '_' or '-', got {host_id!r}")
-    split_listen(cfg.api.listen)
+    listen_host, _ = split_listen(cfg.api.listen)
+    if not cfg.relay.token and not is_loopback(listen_host):
+        raise ConfigError(
+            f"api.listen: refusing to listen on non-loopback address {listen_host} "
+            "without relay.token (set AGENT_RELAY_TOKEN)"
+        )
     if cfg.relay.url and not re.match(r"^https?://", cfg.relay.url):
         raise ConfigError(f"relay.url: expected an http(s) URL, got {cfg.relay.url!r}")
     if cfg.commands.max_concurrent < 1:

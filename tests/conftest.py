@@ -10,7 +10,7 @@ _HOME = Path(tempfile.mkdtemp(prefix="hostd-test-home-"))
 (_HOME / ".gitconfig").write_text(
     "[user]\n\tname = Test Author\n\temail = author@example.com\n"
     "[init]\n\tdefaultBranch = main\n"
-    "[protocol \"file\"]\n\tallow = always\n"
+    '[protocol "file"]\n\tallow = always\n'
     "[advice]\n\tdetachedHead = false\n"
 )
 os.environ.update(

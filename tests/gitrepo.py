@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def git(cwd: str | os.PathLike[str], *args: str, check: bool = True, input: bytes | None = None) -> str:
+def git(
+    cwd: str | os.PathLike[str], *args: str, check: bool = True, input: bytes | None = None
+) -> str:
     """Run git in `cwd` and return stdout (decoded, surrogate-escaped, not stripped)."""
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, input=input, capture_output=True, check=False
-    )
+    proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"git {' '.join(args)} failed ({proc.returncode}): "
@@ -44,8 +44,12 @@ class Repo:
             target.write_bytes(content)
         return target
 
-    def commit(self, message: str = "change", files: dict[str, str | bytes] | None = None,
-               allow_empty: bool = False) -> str:
+    def commit(
+        self,
+        message: str = "change",
+        files: dict[str, str | bytes] | None = None,
+        allow_empty: bool = False,
+    ) -> str:
         for rel, content in (files or {}).items():
             self.write(rel, content)
         self.git("add", "-A")

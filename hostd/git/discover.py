@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -89,10 +90,8 @@ def head_info(repo: pygit2.Repository) -> dict[str, Any]:
         if isinstance(target, str) and target.startswith("refs/heads/"):
             info["branch"] = target[len("refs/heads/") :]
     if not repo.head_is_unborn:
-        try:
+        with contextlib.suppress(pygit2.GitError):
             info["headSha"] = str(repo.head.target)
-        except pygit2.GitError:
-            pass
     return info
 
 

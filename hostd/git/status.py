@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pygit2
-from pygit2.enums import DiffFind, DeltaStatus, FileStatus
+from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
 _INDEX_CHANGES = (
     FileStatus.INDEX_NEW

@@ -1,0 +1,5 @@
+import sys
+
+from hostd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""Command line: run the daemon, check a config, query a repository, run the dev relay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hostd import SEMVER
+from hostd.config import Config, ConfigError, load_config
+from hostd.logs import setup_logging
+
+EXIT_CONFIG = 2
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (default: $HOSTD_CONFIG)")
+    parser.add_argument("--base-dir", help="override base_dir")
+    parser.add_argument("--listen", help="override api.listen (host:port)")
+
+
+def _query_args(parser: argparse.ArgumentParser, strategy: bool = False) -> None:
+    parser.add_argument("path", help="folder inside base_dir")
+    parser.add_argument("--base", dest="base_ref", help="base ref (baseRef)")
+    parser.add_argument("--base-sha", help="base commit (baseSha)")
+    if strategy:
+        parser.add_argument("--strategy", help="pr, rebase-ff or auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hostd", description=__doc__)
+    parser.add_argument("--version", action="version", version=SEMVER)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _config_args(sub.add_parser("run", help="run the daemon"))
+    _config_args(sub.add_parser("check", help="validate the config and print it"))
+    for name, helptext in (
+        ("probe", "is PATH in a repository (as /api/workspace/probe)"),
+        ("state", "git state of a worktree (as /api/workspace/state)"),
+        ("diff", "diff against a base (as /api/workspace/diff)"),
+        ("preview", "merge preview (as /api/workspace/merge-preview)"),
+    ):
+        query = sub.add_parser(name, help=helptext)
+        _config_args(query)
+        if name == "probe":
+            query.add_argument("path", help="folder inside base_dir")
+        else:
+            _query_args(query, strategy=name == "preview")
+        if name == "diff":
+            query.add_argument("--no-patch", action="store_true", help="leave the patch out")
+    relay = sub.add_parser("dev-relay", help="run the development relay (not for production)")
+    relay.add_argument("--listen", default="127.0.0.1:4850", help="host:port")
+    relay.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    relay.add_argument("--token", default=None, help="shared token the relay requires")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "base_dir", None):
+        overrides["base_dir"] = args.base_dir
+    if getattr(args, "listen", None):
+        overrides["api.listen"] = args.listen
+    return load_config(args.config, overrides=overrides)
+
+
+def _print_json(body: Any) -> None:
+    json.dump(body, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _query(args: argparse.Namespace, config: Config) -> int:
+    from hostd import queries
+    from hostd.git.errors import PathError
+    from hostd.git.paths import check_request_path
+
+    try:
+        path = check_request_path(args.path, config.base_dir)
+    except PathError as exc:
+        print(f"hostd: {exc}", file=sys.stderr)
+        return 1
+    base = config.base_dir
+    if args.command == "probe":
+        body = queries.probe_body(path, base)
+    elif args.command == "state":
+        body = queries.state_body(path, base, args.base_ref, args.base_sha)
+    elif args.command == "diff":
+        body = queries.diff_body(path, base, args.base_ref, args.base_sha, not args.no_patch)
+    else:
+        body = queries.preview_body(path, base, args.base_ref, args.base_sha, args.strategy)
+    _print_json(body)
+    return 0
+
+
+def _check(config: Config) -> int:
+    from hostd.api.handlers import version_body
+
+    _print_json({"config": config.redacted(), "version": version_body()})
+    return 0
+
+
+def _dev_relay(args: argparse.Namespace) -> int:
+    from hostd.config import split_listen
+    from hostd.devrelay import run
+
+    setup_logging("info", "text")
+    host, port = split_listen(args.listen)
+    run(host=host, port=port, db_path=args.db, token=args.token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "dev-relay":
+        return _dev_relay(args)
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"hostd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        return _check(config)
+    if args.command == "run":
+        from hostd.daemon import serve
+
+        setup_logging(config.log.level, config.log.format)
+        return asyncio.run(serve(config))
+    return _query(args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
