@@ -22,10 +22,10 @@ def _check_patterns(name: str, value: Any) -> list[str]:
     if value == "*":
         return ["*"]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise FaultError(f"{name} must be \"*\" or an array of route patterns")
+        raise FaultError(f'{name} must be "*" or an array of route patterns')
     for item in value:
         if item != "*" and not _PATTERN.match(item):
-            raise FaultError(f"{name}: bad route pattern {item!r} (want \"[METHOD ]/path/glob\")")
+            raise FaultError(f'{name}: bad route pattern {item!r} (want "[METHOD ]/path/glob")')
     return list(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import deque
 from fnmatch import fnmatchcase
@@ -36,10 +37,8 @@ class RequestLog:
             if len(text) > BODY_PREVIEW_CHARS:
                 entry["bodyTruncated"] = True
             else:
-                try:
+                with contextlib.suppress(ValueError):
                     entry["json"] = json.loads(text)
-                except ValueError:
-                    pass
         self._entries.append(entry)
         return entry
 

@@ -173,8 +173,18 @@ class Store:
             "INSERT INTO commands (id, type, source, target, correlation_id, params, status,"
             " ttl_ms, expires_at, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-            (cid, type_, source, target, correlation_id, _dumps(params), ttl_ms, expires_at, now,
-             now),
+            (
+                cid,
+                type_,
+                source,
+                target,
+                correlation_id,
+                _dumps(params),
+                ttl_ms,
+                expires_at,
+                now,
+                now,
+            ),
         )
         return self.get_command(cid)  # type: ignore[return-value]
 
@@ -191,11 +201,18 @@ class Store:
             clauses.append("status = ?")
             args.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(f"SELECT * FROM commands {where} ORDER BY seq LIMIT ?", (*args, limit))
+        rows = self._db.execute(
+            f"SELECT * FROM commands {where} ORDER BY seq LIMIT ?", (*args, limit)
+        )
         return [self._command(row) for row in rows]
 
     def update_command(
-        self, cid: str, status: str, now: int, result: Record | None = None, error: str | None = None
+        self,
+        cid: str,
+        status: str,
+        now: int,
+        result: Record | None = None,
+        error: str | None = None,
     ) -> Record | None:
         """Set status, and result/error when given (earlier values are kept otherwise)."""
         self._db.execute(
@@ -241,8 +258,15 @@ class Store:
         self._db.execute(
             f"INSERT INTO workspaces (id, mode, status, metadata, created_at, updated_at,"
             f" {', '.join(columns)}) VALUES (?, ?, ?, ?, ?, ?{', ?' * len(columns)})",
-            (record["id"], record["mode"], record["status"], _dumps(record["metadata"]), now, now,
-             *columns.values()),
+            (
+                record["id"],
+                record["mode"],
+                record["status"],
+                _dumps(record["metadata"]),
+                now,
+                now,
+                *columns.values(),
+            ),
         )
         return self.get_workspace(record["id"])  # type: ignore[return-value]
 
@@ -251,7 +275,10 @@ class Store:
         return None if row is None else self._workspace(row)
 
     def list_workspaces(self) -> list[Record]:
-        return [self._workspace(row) for row in self._db.execute("SELECT * FROM workspaces ORDER BY seq")]
+        return [
+            self._workspace(row)
+            for row in self._db.execute("SELECT * FROM workspaces ORDER BY seq")
+        ]
 
     def update_workspace_status(
         self, wid: str, status: str, metadata: Record, now: int
