@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hostd import SEMVER
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--listen", default="127.0.0.1:4850", help="host:port")
     relay.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     relay.add_argument("--token", default=None, help="shared token the relay requires")
+    demo = sub.add_parser("demo", help="try hostd: dev relay + hostd on a sandbox repository")
+    demo.add_argument("--dir", type=Path, help="sandbox folder (new or empty; default: a temp dir)")
+    demo.add_argument("--relay-listen", default="127.0.0.1:4850", help="dev relay host:port")
+    demo.add_argument("--api-listen", default="127.0.0.1:4860", help="hostd API host:port")
     return parser
 
 
@@ -111,10 +116,19 @@ def _dev_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from hostd.demo import run_demo
+
+    setup_logging("warning", "text")
+    return asyncio.run(run_demo(args.dir, args.relay_listen, args.api_listen))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "dev-relay":
         return _dev_relay(args)
+    if args.command == "demo":
+        return _demo(args)
     try:
         config = _load(args)
     except ConfigError as exc:

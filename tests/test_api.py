@@ -220,13 +220,16 @@ async def test_cors(client: TestClient) -> None:
 
 
 async def test_deadline_answers_504(aiohttp_client: Any, base_dir: Path, repo: Repo) -> None:
-    for i in range(200):
-        repo.write(f"f{i}.txt", "x\n" * 100)
+    repo.commit("many files", {f"d/f{i}.txt": "x\n" * 50 for i in range(1500)})
+    agent = repo.worktree(base_dir / "wt", "agent/slow")
+    agent.commit("touch all", {f"d/f{i}.txt": "y\n" * 50 for i in range(1500)})
     client = await aiohttp_client(
         create_app(make_config(base_dir, **{"api.request_timeout": "1ms"}))
     )
-    status, body = await get(client, "state", path=str(repo.path))
+    status, body = await get(client, "diff", path=str(agent.path), baseRef="main")
     assert (status, body) == (504, {"error": "timed out after 1ms"})
+    health = await client.get("/api/health")
+    assert health.status == 200
 
 
 async def test_health_and_version(client: TestClient) -> None:

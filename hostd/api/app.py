@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,10 @@ from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 
 LAG_PROBE_INTERVAL = 1.0
-GIT_WORKERS = 8
+# Git work holds the GIL in its Python parts: few workers and a short switch interval keep the
+# event loop's share of the GIL large, so /api/health stays fast while big diffs run.
+GIT_WORKERS = 2
+GIL_SWITCH_INTERVAL = 0.001
 
 
 async def _measure_loop_lag(metrics: Metrics) -> None:
@@ -47,6 +51,7 @@ def create_app(
         app.router.add_get(path, handler, allow_head=False)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         executor = ThreadPoolExecutor(GIT_WORKERS, thread_name_prefix="hostd-git")
         app[handlers.executor_key] = executor
         lag = asyncio.create_task(_measure_loop_lag(metrics))

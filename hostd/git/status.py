@@ -24,9 +24,20 @@ def untracked_mode(repo: pygit2.Repository) -> str:
     return _UNTRACKED_MODES.get(str(value).strip().lower(), "normal")
 
 
+def _detects_renames(repo: pygit2.Repository) -> bool:
+    """`status.renames`, else `diff.renames` (default true; `copies` counts as true)."""
+    for key in ("status.renames", "diff.renames"):
+        if key in repo.config:
+            try:
+                return repo.config.get_bool(key)
+            except (pygit2.GitError, ValueError):
+                return True
+    return True
+
+
 def _staged_renames(repo: pygit2.Repository) -> int:
     """Pairs of index entries (deleted + added) that git reports as one staged rename."""
-    if repo.head_is_unborn:
+    if repo.head_is_unborn or not _detects_renames(repo):
         return 0
     diff = repo.index.diff_to_tree(repo.head.peel(pygit2.Tree))
     diff.find_similar(DiffFind.FIND_RENAMES)
@@ -35,11 +46,16 @@ def _staged_renames(repo: pygit2.Repository) -> int:
 
 def dirty_count(repo: pygit2.Repository) -> int:
     """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked."""
-    entries = repo.status(untracked_files=untracked_mode(repo), ignored=False)
+    mode = untracked_mode(repo)
+    entries = repo.status(untracked_files=mode, ignored=False)
     count = 0
     deleted = added = False
-    for flags in entries.values():
+    for path, flags in entries.items():
         if flags & FileStatus.IGNORED:
+            continue
+        # git hides an untracked directory that replaced a tracked file of the same name.
+        hidden = mode == "normal" and flags == FileStatus.WT_NEW and path.endswith("/")
+        if hidden and path[:-1] in repo.index:
             continue
         staged = flags & _INDEX_CHANGES
         # git prints a path staged for deletion and present on disk twice: `D  p` and `?? p`.

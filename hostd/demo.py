@@ -1,0 +1,195 @@
+"""`hostd demo`: the development relay and a hostd child process on a sandbox repository.
+
+Everything a newcomer needs to see hostd work, with nothing else running: a small repository
+with two agent worktrees, a relay holding their workspace records, and hostd registered with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout
+
+from hostd.config import split_listen
+from hostd.devrelay import start as start_relay
+
+HOST_ID = "demo-host"
+REGISTRATION_TIMEOUT = 30.0
+
+
+def _git(cwd: Path, *args: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Demo Agent",
+        "GIT_AUTHOR_EMAIL": "agent@example.com",
+        "GIT_COMMITTER_NAME": "Demo Agent",
+        "GIT_COMMITTER_EMAIL": "agent@example.com",
+    }
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def _commit(cwd: Path, message: str, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (cwd / name).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / name).write_text(text)
+    _git(cwd, "add", "-A")
+    _git(cwd, "commit", "-q", "-m", message)
+
+
+def build_sandbox(root: Path) -> dict[str, Path]:
+    """A repository `app` with worktrees for `agent/greeting` (clean) and `agent/readme` (dirty)."""
+    repo = root / "app"
+    repo.mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    _commit(repo, "Initial app", {"app.py": "print('hello')\n", "README.md": "# app\n"})
+    _commit(repo, "Add a test", {"test_app.py": "def test():\n    assert True\n"})
+    workspaces = root / ".agent-relay" / "workspaces"
+    greeting = workspaces / "greeting"
+    readme = workspaces / "readme"
+    _git(repo, "worktree", "add", "-q", "-b", "agent/greeting", str(greeting), "main")
+    _commit(greeting, "Greet by name", {"app.py": "import sys\nprint('hello', sys.argv[1:])\n"})
+    _commit(greeting, "Document the greeting", {"GREETING.md": "Pass a name.\n"})
+    _git(repo, "worktree", "add", "-q", "-b", "agent/readme", str(readme), "main")
+    _commit(readme, "Expand the README", {"README.md": "# app\n\nSays hello.\n"})
+    (readme / "notes.txt").write_text("work in progress\n")
+    _commit(repo, "Fix the test on main", {"test_app.py": "def test():\n    assert 1\n"})
+    return {"repo": repo, "greeting": greeting, "readme": readme}
+
+
+def _write_config(root: Path, api_listen: str, relay_url: str, token: str) -> Path:
+    config = root / "hostd.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "id": HOST_ID,
+                "base_dir": str(root),
+                "state_dir": str(root / ".hostd-state"),
+                "api": {"listen": api_listen, "public_url": f"http://{api_listen}"},
+                "relay": {
+                    "url": relay_url,
+                    "token": token,
+                    "heartbeat_interval": "5s",
+                    "poll_interval": "1s",
+                },
+            },
+            indent=2,
+        )
+    )
+    return config
+
+
+async def _wait_registered(
+    session: ClientSession, relay_url: str, child: asyncio.subprocess.Process
+) -> None:
+    deadline = asyncio.get_running_loop().time() + REGISTRATION_TIMEOUT
+    while asyncio.get_running_loop().time() < deadline:
+        if child.returncode is not None:
+            raise RuntimeError(f"hostd exited with status {child.returncode}")
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            async with session.get(f"{relay_url}/api/orchestrators/{HOST_ID}") as resp:
+                if resp.status == 200:
+                    return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("hostd did not register with the development relay in time")
+
+
+async def _create_workspaces(
+    session: ClientSession, relay_url: str, paths: dict[str, Path]
+) -> list[str]:
+    ids = []
+    for name in ("greeting", "readme"):
+        body: dict[str, Any] = {
+            "id": f"ws-{name}",
+            "mode": "isolated",
+            "repoRoot": str(paths["repo"]),
+            "sourceCwd": str(paths["repo"]),
+            "worktreePath": str(paths[name]),
+            "branch": f"agent/{name}",
+            "baseRef": "main",
+        }
+        async with session.post(f"{relay_url}/api/workspaces", json=body) as resp:
+            resp.raise_for_status()
+            ids.append((await resp.json())["id"])
+    return ids
+
+
+def _instructions(relay_url: str, api_url: str, token: str, ids: list[str], root: Path) -> str:
+    auth = f"-H 'X-Agent-Relay-Token: {token}'"
+    first = ids[0]
+    return "\n".join(
+        [
+            f"hostd demo is running (sandbox: {root})",
+            f"  development relay : {relay_url}   (not a production relay)",
+            f"  hostd API         : {api_url}",
+            "",
+            "Dashboard-style views of the two agent workspaces:",
+            *(f"  {relay_url}/api/workspaces/{ws}/git-state" for ws in ids),
+            *(f"  {relay_url}/api/workspaces/{ws}/merge-preview" for ws in ids),
+            "",
+            "Try:",
+            f"  curl -s {auth} {relay_url}/api/workspaces/{first}/git-state",
+            f"  curl -s {auth} '{relay_url}/api/workspaces/{first}/merge-preview?strategy=auto'",
+            f"  curl -s {auth} -H 'Content-Type: application/json' "
+            f'-d \'{{"action":"merge"}}\' {relay_url}/api/workspaces/{first}/actions',
+            "",
+            "Press Ctrl-C to stop.",
+        ]
+    )
+
+
+async def _stop_child(child: asyncio.subprocess.Process) -> int:
+    if child.returncode is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(child.wait(), 70)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+    return child.returncode or 0
+
+
+async def run_demo(sandbox: Path | None, relay_listen: str, api_listen: str) -> int:
+    root = Path(sandbox or tempfile.mkdtemp(prefix="hostd-demo-")).resolve()
+    if root.exists() and any(root.iterdir()):
+        print(f"hostd demo: {root} is not empty; pass an empty or new --dir", file=sys.stderr)
+        return 2
+    paths = build_sandbox(root)
+    token = secrets.token_hex(8)
+    relay_host, relay_port = split_listen(relay_listen)
+    runner, relay_url = await start_relay(relay_host, relay_port, token=token)
+    config = _write_config(root, api_listen, relay_url, token)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hostd", "run", "--config", str(config)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with ClientSession(
+            headers={"X-Agent-Relay-Token": token}, timeout=ClientTimeout(total=10)
+        ) as session:
+            await _wait_registered(session, relay_url, child)
+            ids = await _create_workspaces(session, relay_url, paths)
+            async with session.get(f"{relay_url}/api/orchestrators/{HOST_ID}") as resp:
+                api_url = (await resp.json()).get("apiUrl", f"http://{api_listen}")
+        print(_instructions(relay_url, api_url, token, ids, root), flush=True)
+        waiter = asyncio.create_task(child.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+    finally:
+        status = await _stop_child(child)
+        await runner.cleanup()
+    print("hostd demo stopped", flush=True)
+    return 0 if status == 0 else 1
