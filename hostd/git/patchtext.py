@@ -1,0 +1,239 @@
+"""Printing a change list as `git diff` does: the numstat records and the patch text, capped.
+
+Each change gives a `files[]` record (path as numstat prints it, counts or binary) and its
+patch: git's extended header, then libgit2's hunks or `GIT binary patch`. The joined patch text
+is cut at the cap, and once cut no more patch text is computed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+import pygit2
+from pygit2.enums import DeltaStatus, DiffOption
+
+from hostd.git.blobs import ZERO_OID, File, is_binary
+from hostd.git.changes import Change, delta_sides
+from hostd.git.quoting import pprint_rename, quote_bytes, quote_path
+from hostd.git.renames import MAX_SCORE
+
+PATCH_CAP = 200_000
+CONTEXT_LINES = 3
+_SIDED = (DeltaStatus.TYPECHANGE, DeltaStatus.CONFLICTED)
+
+_Counts = tuple[int, int]
+
+
+def print_changes(
+    repo: pygit2.Repository,
+    diff: pygit2.Diff,
+    changes: list[Change],
+    *,
+    worktree: bool,
+    quote_fully: bool,
+    patch_cap: int | None,
+) -> dict[str, Any]:
+    """`files`, and unless `patch_cap` is None the `patch` (if any) and `truncated` (if cut).
+
+    `worktree` says the new sides of `diff` are in the worktree; `quote_fully` is
+    core.quotePath."""
+    printer = _Printer(repo, diff, worktree, quote_fully)
+    text = _CappedText(patch_cap) if patch_cap is not None else None
+    out: dict[str, Any] = {"files": []}
+    for change in changes:
+        rendered = printer.render(change, text is not None and not text.truncated)
+        if rendered is None:
+            continue
+        out["files"].append(rendered[0])
+        if text is not None and rendered[1]:
+            text.add(rendered[1])
+    if text is not None and text.parts:
+        out["patch"] = "".join(text.parts)
+    if text is not None and text.truncated:
+        out["truncated"] = True
+    return out
+
+
+class _CappedText:
+    def __init__(self, cap: int) -> None:
+        self.parts: list[str] = []
+        self.room = max(cap, 0)
+        self.truncated = False
+
+    def add(self, text: str) -> None:
+        if len(text) > self.room:
+            text, self.truncated = text[: self.room], True
+        if text:
+            self.parts.append(text)
+        self.room -= len(text)
+
+
+class _BlobPatch:
+    """A libgit2 patch of two sides; it reads the blobs lazily, so they are kept alive here."""
+
+    def __init__(self, old: File | None, new: File | None, show_binary: bool = True) -> None:
+        self._sources = (old.source() if old else None, new.source() if new else None)
+        flag = DiffOption.SHOW_BINARY if show_binary else DiffOption.NORMAL
+        self.patch = pygit2.Patch.create_from(
+            *self._sources, flag=flag, context_lines=CONTEXT_LINES
+        )
+
+    @property
+    def binary(self) -> bool:
+        return bool(self.patch.delta.is_binary)
+
+    @property
+    def counts(self) -> _Counts:
+        return _line_counts(self.patch)
+
+    def body(self, labels: tuple[bytes, bytes]) -> bytes:
+        """The hunks (or binary patch) under git's `---`/`+++` labels."""
+        data = self.patch.data
+        at = data.find(b"\n@@ -")
+        if at >= 0:
+            return b"--- %s\n+++ %s\n" % labels + data[at + 1 :]
+        at = data.find(b"\nGIT binary patch\n")
+        return data[at + 1 :] if at >= 0 else b""
+
+
+class _Printer:
+    """A `files[]` record and the patch text of each change."""
+
+    def __init__(
+        self, repo: pygit2.Repository, diff: pygit2.Diff, worktree: bool, quote_fully: bool
+    ) -> None:
+        self.repo, self.diff, self.worktree, self.quote_fully = repo, diff, worktree, quote_fully
+
+    def render(self, change: Change, want_text: bool) -> tuple[dict[str, Any], str | None] | None:
+        """The record and patch text of a change; None when there is nothing to show."""
+        if change.index >= 0 and change.status not in _SIDED:
+            return self._plain(change, want_text)
+        old, new = change.old, change.new
+        renamed = change.index < 0
+        if not renamed and _unchanged(old, new):
+            return None
+        if old is not None and new is not None and stat.S_IFMT(old.mode) != stat.S_IFMT(new.mode):
+            binary, counts, text = self._typechange(old, new, want_text)
+        else:
+            binary, counts, text = self._sided(old, new, change.score, want_text)
+        if renamed:
+            assert old is not None and new is not None
+            path = pprint_rename(old.path, new.path, self.quote_fully)
+            return _record(path, binary, counts, new.path, old.path), text
+        side = new or old
+        assert side is not None
+        return _record(quote_path(side.path, self.quote_fully), binary, counts, side.path), text
+
+    def _plain(self, change: Change, want_text: bool) -> tuple[dict[str, Any], str | None]:
+        patch = self.diff[change.index]
+        counts, binary, text = _line_counts(patch), bool(patch.delta.is_binary), None
+        if want_text:
+            text = self._binary(change, patch.delta) if binary else _decode(patch.data)
+        raw = patch.delta.new_file.raw_path
+        return _record(quote_path(raw, self.quote_fully), binary, counts, raw), text
+
+    def _binary(self, change: Change, delta: pygit2.DiffDelta) -> str:
+        """A `GIT binary patch` (libgit2 computes one only with SHOW_BINARY, which is slow)."""
+        old, new = change.old, change.new
+        if old is None and new is None:  # a modification: its sides are read only now
+            old, new = delta_sides(self.repo, delta, change.status, self.worktree)
+        header, changed = self._header(old, new, binary=True)
+        body = _BlobPatch(old, new).body(self._labels(old, new)) if changed else b""
+        return _decode(header + body)
+
+    def _sided(
+        self, old: File | None, new: File | None, score: int, want_text: bool
+    ) -> tuple[bool, _Counts, str | None]:
+        if old is not None and new is not None and old.blob_id() == new.blob_id():
+            binary, counts, body = is_binary(old.data()), (0, 0), b""
+        else:
+            patch = _BlobPatch(old, new, want_text)
+            binary, counts = patch.binary, patch.counts
+            body = patch.body(self._labels(old, new)) if want_text else b""
+        if not want_text:
+            return binary, counts, None
+        header, _ = self._header(old, new, binary, score=score)
+        return binary, counts, _decode(header + body)
+
+    def _typechange(
+        self, old: File, new: File, want_text: bool
+    ) -> tuple[bool, _Counts, str | None]:
+        """Counted as one change like git does, printed as a deletion and an addition."""
+        patch = _BlobPatch(old, new, show_binary=False)
+        if not want_text:
+            return patch.binary, patch.counts, None
+        parts = []
+        for a, b in ((old, None), (None, new)):
+            side = _BlobPatch(a, b)
+            parts.append(self._header(a, b, side.binary)[0] + side.body(self._labels(a, b)))
+        return patch.binary, patch.counts, _decode(b"".join(parts))
+
+    def _labels(self, old: File | None, new: File | None) -> tuple[bytes, bytes]:
+        return (
+            self._quote(b"a/" + old.path) if old else b"/dev/null",
+            self._quote(b"b/" + new.path) if new else b"/dev/null",
+        )
+
+    def _quote(self, path: bytes) -> bytes:
+        return quote_bytes(path, self.quote_fully)
+
+    def _header(
+        self, old: File | None, new: File | None, binary: bool, score: int = 0
+    ) -> tuple[bytes, bool]:
+        """git's extended header; also whether the contents differ (an `index` line)."""
+        first, second = old or new, new or old
+        assert first is not None and second is not None
+        lines = [b"diff --git %s %s" % self._labels(first, second)]
+        if old is None:
+            lines.append(b"new file mode %06o" % second.mode)
+        elif new is None:
+            lines.append(b"deleted file mode %06o" % first.mode)
+        elif old.mode != new.mode:
+            lines += [b"old mode %06o" % old.mode, b"new mode %06o" % new.mode]
+        if score:
+            assert old is not None and new is not None
+            lines += [
+                b"similarity index %d%%" % (score * 100 // MAX_SCORE),
+                b"rename from " + self._quote(old.path),
+                b"rename to " + self._quote(new.path),
+            ]
+        old_id = old.blob_id() if old else ZERO_OID
+        new_id = new.blob_id() if new else ZERO_OID
+        changed = old_id != new_id
+        if changed:
+            width = 40 if binary else 7
+            line = b"index %s..%s" % (str(old_id)[:width].encode(), str(new_id)[:width].encode())
+            if old is not None and new is not None and old.mode == new.mode:
+                line += b" %06o" % old.mode
+            lines.append(line)
+        return b"\n".join(lines) + b"\n", changed
+
+
+def _unchanged(old: File | None, new: File | None) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    return old.mode == new.mode and old.blob_id() == new.blob_id()
+
+
+def _line_counts(patch: pygit2.Patch) -> _Counts:
+    """Additions and deletions of a libgit2 patch."""
+    _, additions, deletions = patch.line_stats
+    return additions, deletions
+
+
+def _record(
+    path: str, binary: bool, counts: _Counts, new: bytes, old: bytes | None = None
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"path": path, "binary": binary}
+    if not binary:
+        record["additions"], record["deletions"] = counts
+    if old is not None:
+        record["oldPath"] = os.fsdecode(old)
+    record["newPath"] = os.fsdecode(new)
+    return record
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
