@@ -64,6 +64,11 @@ class RelayConfig:
     heartbeat_interval: float = _duration(30.0)
     poll_interval: float = _duration(3.0)
     request_timeout: float = _duration(10.0)
+    register_backoff: float = _duration(5.0)
+    register_backoff_max: float = _duration(120.0)
+    reconnect_backoff: float = _duration(30.0)
+    reconnect_backoff_max: float = _duration(3600.0)
+    backoff_jitter: float = _duration(1.0)
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,9 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("commands.max_concurrent: must be at least 1")
     if cfg.api.request_timeout <= 0:
         raise ConfigError("api.request_timeout: must be above zero")
+    for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
+        if getattr(cfg.relay, key) <= 0:
+            raise ConfigError(f"relay.{key}: must be above zero")
     return dataclasses.replace(
         cfg, id=host_id, hostname=hostname, base_dir=base_dir, state_dir=state_dir
     )

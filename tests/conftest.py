@@ -29,6 +29,8 @@ import pytest  # noqa: E402
 
 from tests.gitrepo import Repo, init_repo  # noqa: E402
 
+pytest_plugins = ["tests.relay_harness"]
+
 
 @pytest.fixture
 def base_dir(tmp_path: Path) -> Path:

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 import pygit2
 from pygit2.enums import FileMode
 
+from hostd.git.blobs import is_binary
+
 _WHITESPACE = b" \t\n\r"  # git's isspace()
 _HUNK_NOISE = re.compile(rb"^(?:@@|\\).*\n?", re.MULTILINE)
 _MODULUS = 1 << 160
-_BINARY_SNIFF = 8000
 _TREE = int(FileMode.TREE)
 _GITLINK = int(FileMode.COMMIT)
 _TEXT_MODES = {int(FileMode.BLOB), int(FileMode.BLOB_EXECUTABLE)}
@@ -296,7 +297,7 @@ def _file_merge_keeps(
     if not ancestor[1] == ours[1] == theirs[1] or ours[1] not in _TEXT_MODES:
         return None
     blobs = [repo[oid].peel(pygit2.Blob) for oid, _ in (ancestor, ours, theirs)]
-    if any(b"\0" in blob.data[:_BINARY_SNIFF] for blob in blobs):
+    if any(is_binary(blob.data) for blob in blobs):
         return None
     name = _path_str(path)
     entries = [pygit2.IndexEntry(name, oid, FileMode(m)) for oid, m in (ancestor, ours, theirs)]
