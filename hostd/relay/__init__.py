@@ -1,0 +1,1 @@
+"""The relay link: HTTP client, registration and heartbeat, command loop, journal, locks."""

@@ -1,0 +1,37 @@
+"""benchmarks/run.py end to end on a tiny repository: it runs, exits 0 and prints every row."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = [
+    "probe median (p95)",
+    "state median (p95)",
+    "diff median (p95)",
+    "merge-preview median (p95)",
+    "health p99 under 8 heavy diffs",
+    "RSS idle after start",
+    "RSS before the mixed requests",
+    "RSS after 40 mixed requests",
+    "RSS growth over 40 mixed requests",
+]
+
+
+def test_quick_benchmark_prints_every_row(tmp_path: Path) -> None:
+    tiny = "--files 200 --commits 20 --worktrees 3 --requests 3 --mixed 40 --health-samples 30"
+    script = ROOT / "benchmarks" / "run.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", *tiny.split(), "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in ROWS:
+        assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row
+    assert "hostd answered with errors" not in result.stdout

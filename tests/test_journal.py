@@ -1,0 +1,99 @@
+"""The command journal: its own behaviour on disk, and crash recovery with hostd as a process."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from hostd.relay.journal import ACCEPTED, DONE, NEW, RUNNING, SUCCEEDED, Journal, params_digest
+from tests.relay_harness import DevRelay, Hostd, counter_lines, wait_until
+
+COUNTER = "hostd.test.counter"
+
+
+async def test_journal_keeps_phases_and_outcomes_across_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "dir" / "journal.sqlite3"
+    journal = Journal(str(path))
+    await journal.open()
+    params = {"worktreePath": "/srv/x", "n": 1}
+    entry = await journal.add("c1", "workspace.merge", params)
+    assert (entry.phase, entry.params, entry.reported) == (NEW, params, False)
+    assert entry.digest == params_digest({"n": 1, "worktreePath": "/srv/x"})
+    again = await journal.add("c1", "workspace.merge", {"other": True})
+    assert again == entry
+    await journal.add("c2", "workspace.cleanup", {})
+    await journal.add("c3", "workspace.cleanup", {})
+    await journal.set_phase("c1", RUNNING)
+    await journal.set_phase("c2", ACCEPTED)
+    await journal.record_outcome("c3", SUCCEEDED, {"status": "cleaned"})
+    await journal.close()
+
+    journal = Journal(str(path))
+    await journal.open()
+    assert [(e.id, e.phase) for e in await journal.unfinished()] == [
+        ("c1", RUNNING),
+        ("c2", ACCEPTED),
+    ]
+    [unreported] = await journal.unreported()
+    assert (unreported.id, unreported.phase, unreported.status, unreported.result) == (
+        "c3",
+        DONE,
+        SUCCEEDED,
+        {"status": "cleaned"},
+    )
+    await journal.mark_reported("c3")
+    assert await journal.unreported() == []
+    assert await journal.prune(older_than_ms=60_000) == 0
+    assert await journal.prune(older_than_ms=-1) == 1
+    assert await journal.get("c3") is None
+    await journal.forget("c2")
+    assert [e.id for e in await journal.unfinished()] == ["c1"]
+    await journal.close()
+    assert path.stat().st_size > 0
+
+
+async def test_kill_9_mid_command_then_restart_recovers_and_reports_once(
+    relay: DevRelay, hostd: Callable[[str], Hostd], tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 30})
+    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    host.send(signal.SIGKILL)
+    assert await host.wait_exit() == -signal.SIGKILL
+    assert (await relay.command(command_id))["status"] == "running"
+
+    await host.start()
+    done = await relay.finished(command_id)
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"recovered": True, "runs": 1}
+    assert counter_lines(count) == [command_id]
+    outcomes = [p for p in await relay.patches(command_id) if p["json"]["status"] == "succeeded"]
+    assert len(outcomes) == 1
+    await host.wait_log(f"command {command_id} .* was running when hostd stopped", 5)
+
+
+async def test_unreported_outcome_is_reported_after_restart_without_running_again(
+    relay: DevRelay, hostd: Callable[[str], Hostd], tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 0.5})
+    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    await relay.faults(fail=["PATCH /api/commands/*"])
+
+    async def outcome_refused() -> bool:
+        patches = await relay.patches(command_id)
+        return any(p["json"]["status"] == "succeeded" and p["status"] == 500 for p in patches)
+
+    await wait_until(outcome_refused, 10, "outcome refused")
+    host.send(signal.SIGKILL)
+    await host.wait_exit()
+    await relay.faults(fail=[])
+
+    await host.start()
+    done = await relay.finished(command_id)
+    assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+    assert counter_lines(count) == [command_id]
+    assert not host.log_matches("recovering")
