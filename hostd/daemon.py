@@ -97,7 +97,7 @@ class Daemon:
                 request_exit=self.request_exit,
             )
             status = RelayStatus(self.link, self.commands)
-        self.app = create_app(config, self.metrics, status)
+        self.app = create_app(config, self.metrics, status, self.capabilities)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

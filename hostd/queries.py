@@ -1,7 +1,7 @@
 """The read queries behind the host API and the CLI: path in, JSON-ready body out.
 
-Each function is synchronous (run it in a thread pool from async code) and reports
-repository problems as `{"error": ...}` in the body, as the host API does.
+Each function is synchronous (the API runs them in worker processes) and reports repository
+problems as `{"error": ...}` in the body, as the host API does.
 """
 
 from __future__ import annotations
@@ -19,11 +19,18 @@ from hostd.git.state import workspace_state
 Body = dict[str, Any]
 
 
-def _with_workspace(path: str, base_dir: str, query: Callable[[Workspace], Body]) -> Body:
+def _query(
+    path: str, base_dir: str, query: Callable[[Workspace], Body], on_error: Callable[[], Body]
+) -> Body:
+    """Run `query` on the workspace at `path`; a GitError becomes `on_error()` + `error`."""
     try:
-        return query(open_workspace(path, base_dir))
+        ws = open_workspace(path, base_dir)
+        try:
+            return query(ws)
+        finally:
+            ws.repo.free()
     except GitError as exc:
-        return {"error": str(exc)}
+        return {**on_error(), "error": str(exc)}
 
 
 def probe_body(path: str, base_dir: str) -> Body:
@@ -31,27 +38,24 @@ def probe_body(path: str, base_dir: str) -> Body:
 
 
 def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | None) -> Body:
-    return _with_workspace(path, base_dir, lambda ws: workspace_state(ws, base_ref, base_sha))
+    return _query(path, base_dir, lambda ws: workspace_state(ws, base_ref, base_sha), dict)
 
 
 def diff_body(
     path: str, base_dir: str, base_ref: str | None, base_sha: str | None, patch: bool = True
 ) -> Body:
-    def query(ws: Workspace) -> Body:
-        return workspace_diff(ws, base_ref, base_sha, include_patch=patch)
-
-    try:
-        return query(open_workspace(path, base_dir))
-    except GitError as exc:
-        return {"files": [], "error": str(exc)}
+    return _query(
+        path,
+        base_dir,
+        lambda ws: workspace_diff(ws, base_ref, base_sha, include_patch=patch),
+        lambda: {"files": []},
+    )
 
 
 def preview_body(
     path: str, base_dir: str, base_ref: str | None, base_sha: str | None, strategy: str | None
 ) -> Body:
-    try:
-        return merge_preview(open_workspace(path, base_dir), base_ref, base_sha, strategy)
-    except GitError as exc:
+    def unavailable() -> Body:
         body: Body = {
             "strategy": strategy if strategy in ("pr", "rebase-ff") else "rebase-ff",
             "hasRemote": False,
@@ -59,5 +63,8 @@ def preview_body(
         }
         if base_ref or base_sha:
             body["baseRef"] = base_ref or base_sha
-        body["error"] = str(exc)
         return body
+
+    return _query(
+        path, base_dir, lambda ws: merge_preview(ws, base_ref, base_sha, strategy), unavailable
+    )

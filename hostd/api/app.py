@@ -1,26 +1,23 @@
-"""Assemble the aiohttp application: routes, middlewares, thread pool, event-loop lag probe."""
+"""Assemble the aiohttp application: routes, middlewares, git worker pool, event-loop lag probe."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
+import os
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
 from hostd.api import handlers, middleware
+from hostd.api.gitpool import GitPool
 from hostd.config import Config
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 
 LAG_PROBE_INTERVAL = 1.0
-# Git work holds the GIL in its Python parts: few workers and a short switch interval keep the
-# event loop's share of the GIL large, so /api/health stays fast while big diffs run.
-GIT_WORKERS = 2
-GIL_SWITCH_INTERVAL = 0.001
+GIT_WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
 async def _measure_loop_lag(metrics: Metrics) -> None:
@@ -31,7 +28,10 @@ async def _measure_loop_lag(metrics: Metrics) -> None:
 
 
 def create_app(
-    config: Config, metrics: Metrics | None = None, link: LinkStatus | None = None
+    config: Config,
+    metrics: Metrics | None = None,
+    link: LinkStatus | None = None,
+    capabilities: dict[str, bool] | None = None,
 ) -> web.Application:
     metrics = metrics or Metrics()
     app = web.Application(
@@ -47,19 +47,19 @@ def create_app(
     app[handlers.metrics_key] = metrics
     app[handlers.link_key] = link or NoRelay()
     app[handlers.started_key] = time.monotonic()
+    app[handlers.capabilities_key] = capabilities or handlers.CAPABILITIES
     for path, handler in handlers.ROUTES:
         app.router.add_get(path, handler, allow_head=False)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
-        executor = ThreadPoolExecutor(GIT_WORKERS, thread_name_prefix="hostd-git")
-        app[handlers.executor_key] = executor
+        pool = GitPool(GIT_WORKERS)
+        app[handlers.pool_key] = pool
         lag = asyncio.create_task(_measure_loop_lag(metrics))
         yield
         lag.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lag
-        executor.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()
 
     app.cleanup_ctx.append(lifecycle)
     return app

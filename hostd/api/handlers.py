@@ -1,19 +1,17 @@
-"""Route handlers: check parameters, run the git queries in the thread pool, answer JSON."""
+"""Route handlers: check parameters, run the git queries in worker processes, answer JSON."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import platform
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 import pygit2
 from aiohttp import web
 
 from hostd import PROTOCOL_VERSION, SEMVER, queries
+from hostd.api.gitpool import GitPool
 from hostd.api.middleware import error
 from hostd.api.openapi import openapi_document
 from hostd.config import Config
@@ -25,19 +23,15 @@ from hostd.metrics import CONTENT_TYPE_LATEST, Metrics
 CAPABILITIES: dict[str, bool] = {"hostApi": True}
 
 config_key = web.AppKey("config", Config)
-executor_key = web.AppKey("executor", Executor)
+pool_key = web.AppKey("pool", GitPool)
 metrics_key = web.AppKey("metrics", Metrics)
 link_key = web.AppKey("link", LinkStatus)
 started_key = web.AppKey("started", float)
+capabilities_key = web.AppKey("capabilities", dict)
 
 
 def package_info() -> dict[str, str]:
     return {"name": "hostd", "version": SEMVER}
-
-
-async def _run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(request.app[executor_key], functools.partial(fn, *args))
 
 
 def _param(request: web.Request, name: str) -> str | None:
@@ -53,7 +47,7 @@ async def _workspace_query(
         path = check_request_path(request.query.get("path"), base_dir)
     except PathError as exc:
         return error(400, str(exc))
-    body = await _run(request, fn, path, base_dir, *extra)
+    body = await request.app[pool_key].run(fn, path, base_dir, *extra)
     return web.json_response(body)
 
 
@@ -101,12 +95,12 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def version_body() -> dict[str, Any]:
+def version_body(capabilities: dict[str, bool] = CAPABILITIES) -> dict[str, Any]:
     return {
         "package": package_info(),
         "version": SEMVER,
         "protocolVersion": PROTOCOL_VERSION,
-        "capabilities": CAPABILITIES,
+        "capabilities": capabilities,
         "python": platform.python_version(),
         "pygit2": pygit2.__version__,
         "libgit2": pygit2.LIBGIT2_VERSION,
@@ -114,7 +108,7 @@ def version_body() -> dict[str, Any]:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(version_body())
+    return web.json_response(version_body(request.app[capabilities_key]))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass
 
 import pygit2
@@ -64,7 +65,8 @@ def _type_changed(delta: pygit2.DiffDelta) -> bool:
 
 def _tree_file(repo: pygit2.Repository, tree: pygit2.Tree, path: bytes) -> File | None:
     try:
-        entry = tree[os.fsdecode(path)]
+        # Interned: pygit2's tree lookups keep a reference to the path string they are given.
+        entry = tree[sys.intern(os.fsdecode(path))]
     except (KeyError, ValueError, UnicodeError):
         return None
     return File(repo, path, entry.filemode, entry.id, False)

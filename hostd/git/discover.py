@@ -191,6 +191,13 @@ def probe(path: str, base_dir: str) -> dict[str, Any]:
     repo = find_repository(path, base_dir)
     if repo is None:
         return {"path": path, "isGitRepo": False}
+    try:
+        return _probe_repository(path, repo)
+    finally:
+        repo.free()
+
+
+def _probe_repository(path: str, repo: pygit2.Repository) -> dict[str, Any]:
     info = head_info(repo)
     body: dict[str, Any] = {
         "path": path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Iterable
 
 import pygit2
@@ -83,7 +84,8 @@ def _header(changes: list[Change]) -> Header:
 
 
 def _path_str(path: bytes) -> str:
-    return os.fsdecode(path)
+    # Interned: pygit2's tree lookups keep a reference to the path string they are given.
+    return sys.intern(os.fsdecode(path))
 
 
 def _lookup(tree: pygit2.Tree, path: bytes) -> pygit2.Object | None:
