@@ -1,0 +1,32 @@
+"""Git queries run in worker processes; a crashed worker costs only its own request."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from hostd.api.gitpool import GitPool
+
+
+async def test_work_runs_in_another_process_and_survives_a_crash() -> None:
+    pool = GitPool(1)
+    try:
+        worker_pid = await pool.run(os.getpid)
+        assert worker_pid != os.getpid()
+        with pytest.raises(BrokenProcessPool):
+            await pool.run(os._exit, 3)
+        assert await pool.run(os.getpid) not in (os.getpid(), worker_pid)
+    finally:
+        pool.shutdown()
+
+
+async def test_workers_are_recycled_and_keep_answering() -> None:
+    pool = GitPool(1, tasks_per_worker=3)
+    try:
+        pids = [await pool.run(os.getpid) for _ in range(10)]
+        assert len(set(pids)) >= 3
+        assert all(pid != os.getpid() for pid in pids)
+    finally:
+        pool.shutdown()
