@@ -9,6 +9,7 @@ Prints one table with the targets next to the measurements and exits 0 whatever 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import importlib.util
 import json
@@ -192,6 +193,14 @@ class Daemon:
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 2**20
 
+    def workers_rss_mb(self) -> float:
+        """The git worker processes (and the fork server) together."""
+        total = 0
+        for child in self.ps.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+        return total / 2**20
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -211,6 +220,8 @@ class Results:
     rss_idle: float
     rss_warm: float
     rss_after: float
+    workers_warm: float
+    workers_after: float
     errors: Counter[str]
     version: dict[str, str]
 
@@ -292,14 +303,14 @@ def run_benchmark(args: argparse.Namespace, layout: Layout, env: dict[str, str])
             )
         heavy = query_url("diff", layout.largest)
         health, heavy_done = health_under_load(daemon.port, heavy, args.health_samples)
-        rss_warm = daemon.rss_mb()
+        rss_warm, workers_warm = daemon.rss_mb(), daemon.workers_rss_mb()
         names = list(ENDPOINTS)
         for i in range(args.mixed):
             endpoint = names[i % len(names)]
             tree = layout.worktrees[(i // len(names)) % len(layout.worktrees)]
             _, status, body = client.get(query_url(endpoint, tree))
             check(errors, endpoint, status, body)
-        rss_after = daemon.rss_mb()
+        rss_after, workers_after = daemon.rss_mb(), daemon.workers_rss_mb()
         client.close()
     finally:
         daemon.stop()
@@ -311,6 +322,8 @@ def run_benchmark(args: argparse.Namespace, layout: Layout, env: dict[str, str])
         rss_idle,
         rss_warm,
         rss_after,
+        workers_warm,
+        workers_after,
         errors,
         {k: str(version.get(k)) for k in ("version", "pygit2", "libgit2")},
     )
@@ -352,6 +365,14 @@ def render_table(args: argparse.Namespace, r: Results) -> str:
         ("RSS idle after start", f"{r.rss_idle:.1f} MB", "", "", "< 80 MB", met(r.rss_idle < 80)),
         ("RSS before the mixed requests", f"{r.rss_warm:.1f} MB", "", "", "", ""),
         (f"RSS after {args.mixed} mixed requests", f"{r.rss_after:.1f} MB", "", "", "", ""),
+        (
+            "git workers' RSS before / after the mixed requests",
+            f"{r.workers_warm:.0f} / {r.workers_after:.0f} MB",
+            "",
+            "",
+            "",
+            "",
+        ),
         (
             f"RSS growth over {args.mixed} mixed requests",
             f"{growth:+.1f} MB",

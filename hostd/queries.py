@@ -1,7 +1,8 @@
 """The read queries behind the host API and the CLI: path in, JSON-ready body out.
 
 Each function is synchronous (the API runs them in worker processes) and reports repository
-problems as `{"error": ...}` in the body, as the host API does.
+problems as `{"error": ...}` in the body, as the host API does. Repositories stay open between
+queries of the same process.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from hostd.git.diff import workspace_diff
 from hostd.git.discover import Workspace, open_workspace, probe
 from hostd.git.errors import GitError
 from hostd.git.preview import merge_preview
+from hostd.git.repocache import RepositoryCache
 from hostd.git.state import workspace_state
 
 Body = dict[str, Any]
+
+_repositories = RepositoryCache()
 
 
 def _query(
@@ -24,17 +28,13 @@ def _query(
 ) -> Body:
     """Run `query` on the workspace at `path`; a GitError becomes `on_error()` + `error`."""
     try:
-        ws = open_workspace(path, base_dir)
-        try:
-            return query(ws)
-        finally:
-            ws.repo.free()
+        return query(open_workspace(path, base_dir, _repositories.open))
     except GitError as exc:
         return {**on_error(), "error": str(exc)}
 
 
 def probe_body(path: str, base_dir: str) -> Body:
-    return probe(path, base_dir)
+    return probe(path, base_dir, _repositories.open)
 
 
 def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | None) -> Body:

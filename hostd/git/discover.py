@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,12 @@ class Workspace:
     root: str
 
 
-def find_repository(path: str, base_dir: str) -> pygit2.Repository | None:
+RepositoryOpener = Callable[[str], pygit2.Repository]
+
+
+def find_repository(
+    path: str, base_dir: str, open_repo: RepositoryOpener = pygit2.Repository
+) -> pygit2.Repository | None:
     """The repository whose working tree holds `path`, found without climbing above base_dir.
 
     Bare repositories and paths inside a git directory yield None, as `git rev-parse
@@ -41,7 +47,7 @@ def find_repository(path: str, base_dir: str) -> pygit2.Repository | None:
     if not git_dir:
         return None
     try:
-        repo = pygit2.Repository(git_dir)
+        repo = open_repo(git_dir)
     except (pygit2.GitError, ValueError, OSError):
         return None
     if repo.is_bare or not repo.workdir:
@@ -55,10 +61,12 @@ def find_repository(path: str, base_dir: str) -> pygit2.Repository | None:
     return repo
 
 
-def open_workspace(path: str, base_dir: str) -> Workspace:
+def open_workspace(
+    path: str, base_dir: str, open_repo: RepositoryOpener = pygit2.Repository
+) -> Workspace:
     if not os.path.isdir(path):
         raise GitError(f"not a directory: {path}")
-    repo = find_repository(path, base_dir)
+    repo = find_repository(path, base_dir, open_repo)
     if repo is None:
         raise GitError(f"not a git repository: {path}")
     return Workspace(repo=repo, path=path, root=os.path.realpath(repo.workdir).rstrip(os.sep))
@@ -184,20 +192,15 @@ def _is_bare(common: str) -> bool:
         return False
 
 
-def probe(path: str, base_dir: str) -> dict[str, Any]:
+def probe(
+    path: str, base_dir: str, open_repo: RepositoryOpener = pygit2.Repository
+) -> dict[str, Any]:
     """The body of `GET /api/workspace/probe`."""
     if not os.path.isdir(path):
         return {"path": path, "isGitRepo": False, "error": f"not a directory: {path}"}
-    repo = find_repository(path, base_dir)
+    repo = find_repository(path, base_dir, open_repo)
     if repo is None:
         return {"path": path, "isGitRepo": False}
-    try:
-        return _probe_repository(path, repo)
-    finally:
-        repo.free()
-
-
-def _probe_repository(path: str, repo: pygit2.Repository) -> dict[str, Any]:
     info = head_info(repo)
     body: dict[str, Any] = {
         "path": path,
