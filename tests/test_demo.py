@@ -25,9 +25,18 @@ def test_demo_serves_the_sandbox_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     relay, api = free_port(), free_port()
     sandbox = tmp_path / "sandbox"
     proc = subprocess.Popen(
-        hostd_command("demo", "--dir", str(sandbox), "--relay-listen", f"127.0.0.1:{relay}",
-                      "--api-listen", f"127.0.0.1:{api}"),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        hostd_command(
+            "demo",
+            "--dir",
+            str(sandbox),
+            "--relay-listen",
+            f"127.0.0.1:{relay}",
+            "--api-listen",
+            f"127.0.0.1:{api}",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         banner = read_until(proc, "Press Ctrl-C to stop.")
@@ -38,11 +47,9 @@ def test_demo_serves_the_sandbox_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         status, state = http_json(f"{relay_url}/api/workspaces/ws-greeting/git-state", headers)
         assert status == 200
         greeting = sandbox / ".agent-relay" / "workspaces" / "greeting"
-        behind, ahead = git(greeting, "rev-list", "--left-right", "--count",
-                            "main...HEAD").split()
+        behind, ahead = git(greeting, "rev-list", "--left-right", "--count", "main...HEAD").split()
         assert (state["ahead"], state["behind"]) == (int(ahead), int(behind))
-        status, preview = http_json(f"{relay_url}/api/workspaces/ws-readme/merge-preview",
-                                    headers)
+        status, preview = http_json(f"{relay_url}/api/workspaces/ws-readme/merge-preview", headers)
         assert preview["reason"] == "worktree has uncommitted changes"
         status, _ = http_json(f"{relay_url}/api/workspaces/ws-readme/git-state")
         assert status == 401

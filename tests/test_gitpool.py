@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -18,6 +20,21 @@ async def test_work_runs_in_another_process_and_survives_a_crash() -> None:
         with pytest.raises(BrokenProcessPool):
             await pool.run(os._exit, 3)
         assert await pool.run(os.getpid) not in (os.getpid(), worker_pid)
+    finally:
+        pool.shutdown()
+
+
+async def test_a_repository_sticks_to_its_worker_unless_that_one_is_busy() -> None:
+    pool = GitPool(2)
+    try:
+        pids = {await pool.run(os.getpid, key="/base/repo") for _ in range(6)}
+        assert len(pids) == 1
+        preferred = pids.pop()
+        busy = asyncio.create_task(pool.run(time.sleep, 0.5, key="/base/repo"))
+        await asyncio.sleep(0)
+        assert await pool.run(os.getpid, key="/base/repo") != preferred
+        await busy
+        assert await pool.run(os.getpid, key="/base/repo") == preferred
     finally:
         pool.shutdown()
 

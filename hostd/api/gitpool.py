@@ -11,6 +11,7 @@ import asyncio
 import functools
 import multiprocessing
 import signal
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 TASKS_PER_WORKER = 200
+OBJECT_CACHE_BYTES = 64 * 2**20
 
 
 def _worker_init() -> None:
@@ -30,40 +32,65 @@ def _worker_init() -> None:
     # Read queries write objects only into in-memory overlays, built from objects that exist;
     # skipping libgit2's existence check on every tree entry makes in-memory replays cheap.
     pygit2.settings.enable_strict_object_creation(False)
+    pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
 
 
-class GitPool:
-    """A process pool that replaces itself when a worker dies (a libgit2 crash ends one request)."""
+class _Worker:
+    """One worker process, replaced after a number of tasks or when it dies."""
 
-    def __init__(self, workers: int, tasks_per_worker: int = TASKS_PER_WORKER) -> None:
-        self.workers = workers
-        self._tasks_per_pool = workers * tasks_per_worker
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["hostd.queries"])
-        self._executor = self._new_executor()
-        self._submitted = 0
+    def __init__(self, context: multiprocessing.context.BaseContext, tasks_per_worker: int) -> None:
+        self._context = context
+        self._tasks_per_worker = tasks_per_worker
+        self.executor = self._new_executor()
+        self.submitted = 0
+        self.in_flight = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # Not max_tasks_per_child: on Python 3.11 the pool stops spawning after a worker retires.
-        return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_worker_init)
+        return ProcessPoolExecutor(1, mp_context=self._context, initializer=_worker_init)
 
-    def _replace(self, cancel: bool) -> None:
-        """Start a fresh pool; the old one finishes its queue (unless cancelled) and exits."""
-        old, self._executor, self._submitted = self._executor, self._new_executor(), 0
+    def replace(self, cancel: bool) -> None:
+        """Start a fresh process; the old one finishes its queue (unless cancelled) and exits."""
+        old, self.executor, self.submitted = self.executor, self._new_executor(), 0
         old.shutdown(wait=False, cancel_futures=cancel)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._submitted >= self._tasks_per_pool:
-            self._replace(cancel=False)
-        self._submitted += 1
-        loop = asyncio.get_running_loop()
-        executor = self._executor
+        if self.submitted >= self._tasks_per_worker:
+            self.replace(cancel=False)
+        self.submitted += 1
+        self.in_flight += 1
+        executor = self.executor
         try:
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(executor, functools.partial(fn, *args))
         except BrokenProcessPool:
-            if executor is self._executor:
-                self._replace(cancel=True)
+            if executor is self.executor:
+                self.replace(cancel=True)
             raise
+        finally:
+            self.in_flight -= 1
+
+
+class GitPool:
+    """Worker processes with affinity: queries on one repository go to the same worker (whose
+    open repositories are then warm) unless it is busy and another worker is idle."""
+
+    def __init__(self, workers: int, tasks_per_worker: int = TASKS_PER_WORKER) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["hostd.queries"])
+        self._workers = [_Worker(context, tasks_per_worker) for _ in range(workers)]
+
+    def _pick(self, key: str) -> _Worker:
+        preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]
+        if preferred.in_flight == 0:
+            return preferred
+        idlest = min(self._workers, key=lambda worker: worker.in_flight)
+        return idlest if idlest.in_flight < preferred.in_flight else preferred
+
+    async def run(self, fn: Callable[..., T], *args: Any, key: str = "") -> T:
+        """Run `fn(*args)` in a worker; `key` (e.g. the repository path) chooses the worker."""
+        return await self._pick(key).run(fn, *args)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for worker in self._workers:
+            worker.executor.shutdown(wait=False, cancel_futures=True)

@@ -47,7 +47,7 @@ async def _workspace_query(
         path = check_request_path(request.query.get("path"), base_dir)
     except PathError as exc:
         return error(400, str(exc))
-    body = await request.app[pool_key].run(fn, path, base_dir, *extra)
+    body = await request.app[pool_key].run(fn, path, base_dir, *extra, key=path)
     return web.json_response(body)
 
 

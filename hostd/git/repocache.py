@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import pygit2
 
-DEFAULT_SIZE = 8
+DEFAULT_SIZE = 32
 
 
 class RepositoryCache:
