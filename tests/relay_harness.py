@@ -85,6 +85,14 @@ class DevRelay:
         body = {"type": command_type, "target": f"orchestrator-{host_id}", "params": params}
         return (await self.call("POST", "/api/commands", body))["id"]
 
+    async def start_counter(self, host_id: str, count: Path, seconds: float) -> str:
+        """Queue a `hostd.test.counter` command and wait until hostd has started it."""
+        command_id = await self.enqueue(
+            host_id, "hostd.test.counter", {"file": str(count), "seconds": seconds}
+        )
+        await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+        return command_id
+
     async def command(self, command_id: str) -> dict[str, Any]:
         return await self.call("GET", f"/api/commands/{command_id}")
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from hostd.relay.journal import ACCEPTED, DONE, NEW, RUNNING, SUCCEEDED, Journal, params_digest
 from tests.relay_harness import DevRelay, Hostd, counter_lines, wait_until
 
-COUNTER = "hostd.test.counter"
-
 
 async def test_journal_keeps_phases_and_outcomes_across_reopening(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "dir" / "journal.sqlite3"
@@ -58,8 +56,7 @@ async def test_kill_9_mid_command_then_restart_recovers_and_reports_once(
 ) -> None:
     host = await hostd(relay.url).start()
     count = tmp_path / "count"
-    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 30})
-    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    command_id = await relay.start_counter(host.id, count, 30)
     host.send(signal.SIGKILL)
     assert await host.wait_exit() == -signal.SIGKILL
     assert (await relay.command(command_id))["status"] == "running"
@@ -79,8 +76,7 @@ async def test_unreported_outcome_is_reported_after_restart_without_running_agai
 ) -> None:
     host = await hostd(relay.url).start()
     count = tmp_path / "count"
-    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 0.5})
-    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    command_id = await relay.start_counter(host.id, count, 0.5)
     await relay.faults(fail=["PATCH /api/commands/*"])
 
     async def outcome_refused() -> bool:

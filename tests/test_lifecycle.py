@@ -7,9 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.relay_harness import DevRelay, Hostd, counter_lines, wait_until
-
-COUNTER = "hostd.test.counter"
+from tests.relay_harness import DevRelay, Hostd, counter_lines
 
 
 async def test_sigterm_drains_a_running_command_while_heartbeating(
@@ -17,8 +15,7 @@ async def test_sigterm_drains_a_running_command_while_heartbeating(
 ) -> None:
     host = await hostd(relay.url).start()
     count = tmp_path / "count"
-    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 1.5})
-    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    command_id = await relay.start_counter(host.id, count, 1.5)
     host.send(signal.SIGTERM)
     signalled = time.time() * 1000
     assert await host.wait_exit(15) == 0
@@ -42,8 +39,7 @@ async def test_second_sigterm_exits_at_once_and_the_command_is_recovered(
 ) -> None:
     host = await hostd(relay.url).start()
     count = tmp_path / "count"
-    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 60})
-    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    command_id = await relay.start_counter(host.id, count, 60)
     host.send(signal.SIGTERM)
     await host.wait_log("draining 1 command")
     started = time.monotonic()
@@ -64,8 +60,7 @@ async def test_drain_timeout_exits_zero_and_leaves_the_command_to_recovery(
 ) -> None:
     host = await hostd(relay.url).configure(commands={"drain_timeout": "500ms"}).start()
     count = tmp_path / "count"
-    command_id = await relay.enqueue(host.id, COUNTER, {"file": str(count), "seconds": 60})
-    await wait_until(lambda: counter_lines(count) == [command_id], 10, "command started")
+    command_id = await relay.start_counter(host.id, count, 60)
     started = time.monotonic()
     host.send(signal.SIGTERM)
     assert await host.wait_exit(10) == 0
