@@ -40,19 +40,21 @@ async def test_registers_with_every_field_then_heartbeats_at_the_interval(
     assert len(registers) == 1
     body = registers[0]["json"]
     assert _nulls(body) == []
-    package = {"name": "hostd", "version": SEMVER}
+    runtime = {
+        "version": SEMVER,
+        "protocolVersion": PROTOCOL_VERSION,
+        "package": {"name": "hostd", "version": SEMVER},
+        "capabilities": {"hostApi": True, "relayCommandBus": True},
+        "providers": [],
+        "providerStatus": {},
+        "providerCatalog": [],
+    }
     assert {k: v for k, v in body.items() if k != "meta"} == {
         "id": "test-host",
         "hostname": "test-host.lan",
         "baseDir": str(base_dir),
         "apiUrl": host.url,
-        "version": SEMVER,
-        "protocolVersion": PROTOCOL_VERSION,
-        "package": package,
-        "capabilities": {"hostApi": True, "relayCommandBus": True},
-        "providers": [],
-        "providerStatus": {},
-        "providerCatalog": [],
+        **runtime,
         "envKeys": [],
     }
     meta = body["meta"]
@@ -64,15 +66,7 @@ async def test_registers_with_every_field_then_heartbeats_at_the_interval(
     assert (meta["pygit2"], meta["libgit2"]) == (pygit2.__version__, pygit2.LIBGIT2_VERSION)
     assert "selfUnit" not in meta
 
-    assert beats[0]["json"] == {
-        "version": SEMVER,
-        "protocolVersion": PROTOCOL_VERSION,
-        "package": package,
-        "capabilities": {"hostApi": True, "relayCommandBus": True},
-        "providers": [],
-        "providerStatus": {},
-        "providerCatalog": [],
-    }
+    assert beats[0]["json"] == runtime
     gaps = [(b["time"] - a["time"]) / 1000 for a, b in itertools.pairwise(beats)]
     assert 0.25 <= statistics.median(gaps) <= 0.45, gaps
     assert min(gaps) >= 0.2, gaps
