@@ -85,6 +85,7 @@ class WorkspacesConfig:
     committer: str = "hostd <hostd@localhost>"
     root: str | None = None
     pr_auto_merge: str = _choice("on-green", "on-green", "off")
+    keep_status: bool = True
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ def _convert(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected one of {choices}, got {value!r}")
         return value
     expected = f.type if isinstance(f.type, str) else f.type.__name__
+    if expected == "bool":
+        return _boolean(value, key)
     if expected.startswith("int"):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
@@ -194,6 +197,18 @@ def _convert(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     if "\0" in value:
         raise ConfigError(f"{key}: must not contain a NUL byte")
     return value
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOLEANS |= {"false": False, "no": False, "off": False, "0": False}
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:

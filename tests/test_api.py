@@ -268,3 +268,17 @@ async def test_token_and_query_values_are_never_logged(
     assert "/api/workspace/probe 401" in lines
     for secret in (TOKEN, "wrong-token-value", "secret-branch", str(repo.path)):
         assert secret not in lines
+
+
+@pytest.mark.parametrize("keep_status", ["true", "false"])
+async def test_status_follows_every_change(
+    aiohttp_client: Any, base_dir: Path, repo: Repo, keep_status: str
+) -> None:
+    config = make_config(base_dir, **{"workspaces.keep_status": keep_status})
+    client = await aiohttp_client(create_app(config))
+    path = str(repo.path)
+    for step in range(4):
+        _, body = await get(client, "state", path=path)
+        expected = len(git(repo.path, "--no-optional-locks", "status", "--porcelain").splitlines())
+        assert body["dirtyCount"] == expected == step
+        repo.write(f"new-{step}.txt", "x\n")

@@ -23,6 +23,7 @@ def test_defaults(base_dir: Path) -> None:
     assert cfg.commands.max_concurrent == 4
     assert cfg.public_url == "http://build.01.lan:4860"
     assert cfg.log.format == "text"
+    assert cfg.workspaces.keep_status is True
 
 
 def test_environment_beats_file_beats_default(tmp_path: Path, base_dir: Path) -> None:
@@ -38,6 +39,14 @@ def test_environment_beats_file_beats_default(tmp_path: Path, base_dir: Path) ->
     assert cfg.relay.heartbeat_interval == 120.0
     assert cfg.api.request_timeout == 0.5
     assert cfg.base_dir == str(base_dir)
+
+
+@pytest.mark.parametrize(("text", "value"), [("false", False), ("off", False), ("TRUE", True)])
+def test_booleans_from_environment(base_dir: Path, text: str, value: bool) -> None:
+    env = {"HOSTD_WORKSPACES_KEEP_STATUS": text}
+    assert (
+        load_config(env=env, overrides={"base_dir": str(base_dir)}).workspaces.keep_status is value
+    )
 
 
 def test_hostd_config_env_names_the_file(tmp_path: Path, base_dir: Path) -> None:
@@ -64,6 +73,8 @@ def test_hostd_config_env_names_the_file(tmp_path: Path, base_dir: Path) -> None
         ("- a list\n", "expected a mapping at the top level"),
         ("relay: {url: \n", "invalid YAML"),
         ("id: 'bad id/with slash'\n", "id: expected letters"),
+        ("workspaces:\n  keep_status: maybe\n", "workspaces.keep_status: expected true or false"),
+        ("workspaces:\n  keep_status: 2\n", "workspaces.keep_status: expected true or false"),
     ],
 )
 def test_bad_config_names_key_and_problem(

@@ -52,7 +52,7 @@ def create_app(
         app.router.add_get(path, handler, allow_head=False)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        pool = GitPool(GIT_WORKERS)
+        pool = GitPool(GIT_WORKERS, keep_status=config.workspaces.keep_status)
         app[handlers.pool_key] = pool
         lag = asyncio.create_task(_measure_loop_lag(metrics))
         yield

@@ -23,8 +23,10 @@ TASKS_PER_WORKER = 200
 OBJECT_CACHE_BYTES = 64 * 2**20
 
 
-def _worker_init() -> None:
+def _worker_init(keep_status: bool = False) -> None:
     import pygit2
+
+    from hostd.git.status import keep_counts
 
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -33,21 +35,33 @@ def _worker_init() -> None:
     # skipping libgit2's existence check on every tree entry makes in-memory replays cheap.
     pygit2.settings.enable_strict_object_creation(False)
     pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
+    keep_counts(keep_status)
 
 
 class _Worker:
     """One worker process, replaced after a number of tasks or when it dies."""
 
-    def __init__(self, context: multiprocessing.context.BaseContext, tasks_per_worker: int) -> None:
+    def __init__(
+        self,
+        context: multiprocessing.context.BaseContext,
+        tasks_per_worker: int,
+        keep_status: bool,
+    ) -> None:
         self._context = context
         self._tasks_per_worker = tasks_per_worker
+        self._keep_status = keep_status
         self.executor = self._new_executor()
         self.submitted = 0
         self.in_flight = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # Not max_tasks_per_child: on Python 3.11 the pool stops spawning after a worker retires.
-        return ProcessPoolExecutor(1, mp_context=self._context, initializer=_worker_init)
+        return ProcessPoolExecutor(
+            1,
+            mp_context=self._context,
+            initializer=_worker_init,
+            initargs=(self._keep_status,),
+        )
 
     def replace(self, cancel: bool) -> None:
         """Start a fresh process; the old one finishes its queue (unless cancelled) and exits."""
@@ -75,10 +89,13 @@ class GitPool:
     """Worker processes with affinity: queries on one repository go to the same worker (whose
     open repositories are then warm) unless it is busy and another worker is idle."""
 
-    def __init__(self, workers: int, tasks_per_worker: int = TASKS_PER_WORKER) -> None:
+    def __init__(
+        self, workers: int, tasks_per_worker: int = TASKS_PER_WORKER, keep_status: bool = False
+    ) -> None:
+        """`keep_status`: workers keep status counts until inotify reports a change."""
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["hostd.queries"])
-        self._workers = [_Worker(context, tasks_per_worker) for _ in range(workers)]
+        self._workers = [_Worker(context, tasks_per_worker, keep_status) for _ in range(workers)]
 
     def _pick(self, key: str) -> _Worker:
         preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
+from hostd.git.statuswatch import StatusWatch
+
 _INDEX_CHANGES = (
     FileStatus.INDEX_NEW
     | FileStatus.INDEX_MODIFIED
@@ -44,8 +46,26 @@ def _staged_renames(repo: pygit2.Repository) -> int:
     return sum(1 for delta in diff.deltas if delta.status == DeltaStatus.RENAMED)
 
 
+_watch: StatusWatch | None = None
+
+
+def keep_counts(enabled: bool) -> None:
+    """Whether this process keeps counts between calls until inotify reports a change."""
+    global _watch
+    if _watch is not None:
+        _watch.close()
+    _watch = StatusWatch() if enabled else None
+
+
 def dirty_count(repo: pygit2.Repository) -> int:
     """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked."""
+    if _watch is None:
+        return count_dirty(repo)
+    return _watch.count(repo, count_dirty)
+
+
+def count_dirty(repo: pygit2.Repository) -> int:
+    """`dirty_count` computed from the working tree, never from memory."""
     mode = untracked_mode(repo)
     entries = repo.status(untracked_files=mode, ignored=False)
     count = 0

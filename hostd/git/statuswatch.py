@@ -1,0 +1,392 @@
+"""Working-tree status kept in memory until inotify reports a change that could alter it.
+
+A status reads every tracked file's metadata; a daemon asked about the same worktrees again and
+again can skip that when nothing changed. Each worktree gets inotify watches on its directories
+(ignored directories without tracked files excepted), on its git directory, and on the config and
+`info/` of the common git directory. The kernel queues an event before the write that caused it
+returns, so draining the queue at the start of each query sees every change made before the
+query. The key of a cached count also holds HEAD's commit and the identity of the global git
+config and ignore files.
+
+Not cached (counted afresh every time): worktrees with submodules (a commit inside one changes
+the superproject's status without touching a watched file), worktrees on filesystems whose
+changes inotify may not see (network filesystems), worktrees with more than `max_dirs`
+directories, and any worktree once the kernel refuses a watch. Writes through shared memory maps
+and through hard links from outside the worktree raise no event; such edits are seen once any
+other change in the worktree, the index or HEAD happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+import pygit2
+from inotify_simple import INotify
+from inotify_simple import flags as F
+
+log = logging.getLogger(__name__)
+
+LOCAL_FILESYSTEMS = frozenset(
+    [
+        "ext2",
+        "ext3",
+        "ext4",
+        "xfs",
+        "btrfs",
+        "tmpfs",
+        "overlay",
+        "zfs",
+        "f2fs",
+        "bcachefs",
+        "reiserfs",
+        "jfs",
+        "nilfs2",
+        "ramfs",
+    ]
+)
+DEFAULT_MAX_DIRS = 20_000
+DEFAULT_MAX_WORKTREES = 64
+
+_DIR_MASK = (
+    F.MODIFY
+    | F.ATTRIB
+    | F.CREATE
+    | F.DELETE
+    | F.MOVED_FROM
+    | F.MOVED_TO
+    | F.DELETE_SELF
+    | F.MOVE_SELF
+    | F.DONT_FOLLOW
+    | F.ONLYDIR
+    | F.EXCL_UNLINK
+)
+_RESCAN = F.MOVE_SELF | F.UNMOUNT
+_GONE = F.DELETE_SELF | F.IGNORED
+_MOVES = F.MOVED_FROM | F.MOVED_TO
+# Files in git directories whose change can change which files are ignored.
+_RULE_FILES = frozenset({"config", "config.worktree", "info"})
+# Names in the common git directory that matter to a linked worktree's status.
+_COMMON_NAMES = _RULE_FILES
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+@dataclass
+class _Tree:
+    """One worktree: its watches and, when fresh, its cached count."""
+
+    workdir: str
+    git_dirs: tuple[str, ...]
+    cacheable: bool = True
+    count: int | None = None
+    key: tuple[object, ...] | None = None
+    rescan: bool = True
+    recheck_pruned: bool = False
+    new_dirs: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    wds: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Watch:
+    path: str
+    role: str  # "tree", "gitdir", "common" or "info"
+    trees: set[str] = field(default_factory=set)
+
+
+class StatusWatch:
+    """Cached dirty counts per worktree, invalidated by inotify (one process, one thread)."""
+
+    def __init__(
+        self, max_dirs: int = DEFAULT_MAX_DIRS, max_worktrees: int = DEFAULT_MAX_WORKTREES
+    ) -> None:
+        self.max_dirs = max_dirs
+        self.max_worktrees = max_worktrees
+        self._inotify: INotify | None = None
+        self._trees: OrderedDict[str, _Tree] = OrderedDict()
+        self._watches: dict[int, _Watch] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def count(self, repo: pygit2.Repository, compute: Callable[[pygit2.Repository], int]) -> int:
+        """`compute(repo)`, or the count it gave last time when nothing changed since."""
+        tree = self._tree(repo)
+        if not tree.cacheable:
+            self.misses += 1
+            return compute(repo)
+        self._drain()
+        key = _key(repo)
+        if tree.count is not None and tree.key == key:
+            self.hits += 1
+            return tree.count
+        self.misses += 1
+        try:
+            self._update_watches(tree, repo)
+        except _Uncacheable as exc:
+            self._give_up(tree, str(exc))
+            return compute(repo)
+        tree.count, tree.key = compute(repo), key
+        return tree.count
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            self._inotify.close()
+        self._inotify = None
+        self._trees.clear()
+        self._watches.clear()
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._watches)
+
+    # ------------------------------------------------------------ worktrees
+
+    def _tree(self, repo: pygit2.Repository) -> _Tree:
+        workdir = os.path.realpath(repo.workdir)
+        tree = self._trees.pop(workdir, None)
+        if tree is None:
+            git_dir = os.path.realpath(repo.path)
+            common = os.path.realpath(_common_dir(repo))
+            tree = _Tree(workdir, (git_dir, common))
+            reason = _why_uncacheable(workdir, tree.git_dirs)
+            if reason is not None:
+                tree.cacheable = False
+                log.info("status of %s is not cached: %s", workdir, reason)
+        self._trees[workdir] = tree
+        while len(self._trees) > self.max_worktrees:
+            _, oldest = self._trees.popitem(last=False)
+            self._unwatch(oldest)
+        return tree
+
+    def _give_up(self, tree: _Tree, reason: str) -> None:
+        log.warning("status of %s is no longer cached: %s", tree.workdir, reason)
+        self._unwatch(tree)
+        tree.cacheable = False
+        tree.count = None
+
+    def _update_watches(self, tree: _Tree, repo: pygit2.Repository) -> None:
+        if tree.rescan:
+            self._unwatch(tree)
+            tree.pruned.clear()
+            self._watch_git_dirs(tree)
+            self._watch_dirs(tree, tree.workdir, repo)
+            tree.rescan = False
+        else:
+            if tree.recheck_pruned:
+                pruned, tree.pruned = tree.pruned, []
+                tree.new_dirs.extend(pruned)
+            for path in tree.new_dirs:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    self._watch_dirs(tree, path, repo)
+        tree.new_dirs.clear()
+        tree.recheck_pruned = False
+
+    def _watch_git_dirs(self, tree: _Tree) -> None:
+        git_dir, common = tree.git_dirs
+        self._add(tree, git_dir, "gitdir")
+        if common != git_dir:
+            self._add(tree, common, "common")
+        info = os.path.join(common, "info")
+        if os.path.isdir(info):
+            self._add(tree, info, "info")
+
+    def _watch_dirs(self, tree: _Tree, top: str, repo: pygit2.Repository) -> None:
+        """Watch `top` and the directories below it that can hold status-relevant files."""
+        head_tree = _head_tree(repo)
+        pending = [top]
+        if top != tree.workdir and _ignored_and_untracked(repo, head_tree, top, tree.workdir):
+            tree.pruned.append(top)
+            pending.clear()
+        while pending:
+            path = pending.pop()
+            self._add(tree, path, "tree")
+            if len(tree.wds) > self.max_dirs:
+                raise _Uncacheable(f"more than {self.max_dirs} directories")
+            try:
+                entries = list(os.scandir(path))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name == ".git" or not entry.is_dir(follow_symlinks=False):
+                    continue
+                if _ignored_and_untracked(repo, head_tree, entry.path, tree.workdir):
+                    tree.pruned.append(entry.path)
+                else:
+                    pending.append(entry.path)
+
+    def _add(self, tree: _Tree, path: str, role: str) -> None:
+        if self._inotify is None:
+            self._inotify = INotify(nonblocking=True)
+        try:
+            wd = self._inotify.add_watch(path, _DIR_MASK)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _Uncacheable(f"inotify refused a watch on {path}: {exc.strerror}") from exc
+        watch = self._watches.get(wd)
+        if watch is None:
+            watch = self._watches[wd] = _Watch(path, role)
+        watch.path, watch.role = path, role
+        watch.trees.add(tree.workdir)
+        tree.wds.add(wd)
+
+    def _unwatch(self, tree: _Tree) -> None:
+        for wd in tree.wds:
+            watch = self._watches.get(wd)
+            if watch is None:
+                continue
+            watch.trees.discard(tree.workdir)
+            if not watch.trees:
+                del self._watches[wd]
+                if self._inotify is not None:
+                    with contextlib.suppress(OSError):  # gone with its directory
+                        self._inotify.rm_watch(wd)
+        tree.wds.clear()
+        tree.rescan = True
+
+    # ------------------------------------------------------------ events
+
+    def _drain(self) -> None:
+        if self._inotify is None:
+            return
+        while events := self._inotify.read(timeout=0):
+            for event in events:
+                self._apply(event.wd, event.mask, event.name)
+
+    def _apply(self, wd: int, mask: int, name: str) -> None:
+        if mask & F.Q_OVERFLOW:
+            for tree in self._trees.values():
+                tree.count, tree.rescan = None, True
+            return
+        watch = self._watches.get(wd)
+        if watch is None:
+            return
+        if mask & F.IGNORED:
+            del self._watches[wd]
+        if watch.role == "common" and name not in _COMMON_NAMES:
+            return
+        rescan = (
+            watch.role == "info"
+            or (watch.role != "tree" and name in _RULE_FILES)
+            or bool(mask & _RESCAN)
+            or (bool(mask & F.ISDIR) and bool(mask & _MOVES))
+            or (bool(mask & _GONE) and (watch.role == "gitdir" or watch.path in watch.trees))
+        )
+        walk = None
+        if watch.role == "tree" and name == ".gitignore":
+            walk = watch.path
+        elif mask & F.ISDIR and mask & F.CREATE:
+            walk = os.path.join(watch.path, name)
+        for workdir in watch.trees:
+            tree = self._trees.get(workdir)
+            if tree is None:
+                continue
+            tree.count = None
+            tree.rescan = tree.rescan or rescan
+            tree.recheck_pruned = tree.recheck_pruned or watch.role == "gitdir"
+            if walk is not None:
+                tree.new_dirs.append(walk)
+
+
+def _common_dir(repo: pygit2.Repository) -> str:
+    git_dir = repo.path
+    try:
+        with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as f:
+            common = f.read().strip()
+    except OSError:
+        return git_dir
+    return os.path.normpath(os.path.join(git_dir, common))
+
+
+def _head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
+    try:
+        return repo.head.peel(pygit2.Tree)
+    except (pygit2.GitError, KeyError, ValueError):
+        return None
+
+
+def _ignored_and_untracked(
+    repo: pygit2.Repository, tree: pygit2.Tree | None, path: str, workdir: str
+) -> bool:
+    """An ignored directory that HEAD tracks nothing under: no change inside it shows."""
+    rel = os.path.relpath(path, workdir)
+    try:
+        if not repo.path_is_ignored(rel + "/"):
+            return False
+    except (pygit2.GitError, ValueError):
+        return False
+    if tree is None:
+        return True
+    try:
+        tree[rel]
+    except (KeyError, ValueError):
+        return True
+    return False
+
+
+def _key(repo: pygit2.Repository) -> tuple[object, ...]:
+    """HEAD's commit and the identity of every file outside the watched directories that
+    git reads to count a status (global and system config, global ignore files)."""
+    try:
+        head: object = repo.head.target
+    except (pygit2.GitError, KeyError, ValueError):
+        head = None
+    return (head, *(_stamp(path) for path in _global_files(repo)))
+
+
+def _global_files(repo: pygit2.Repository) -> list[str]:
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = [
+        os.path.join(home, ".gitconfig"),
+        os.path.join(xdg, "git", "config"),
+        os.path.join(xdg, "git", "ignore"),
+        "/etc/gitconfig",
+    ]
+    try:
+        excludes = repo.config["core.excludesFile"]
+    except (KeyError, pygit2.GitError):
+        excludes = None
+    if excludes:
+        files.append(os.path.expanduser(str(excludes)))
+    return files
+
+
+def _stamp(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _why_uncacheable(workdir: str, git_dirs: tuple[str, ...]) -> str | None:
+    if os.path.lexists(os.path.join(workdir, ".gitmodules")):
+        return "it has submodules"
+    for path in (workdir, *git_dirs):
+        fstype = filesystem_type(path)
+        if fstype not in LOCAL_FILESYSTEMS:
+            return f"{path} is on a {fstype or 'unknown'} filesystem"
+    return None
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the filesystem mounted where `path` lives (`ext4`, `nfs4`, ...)."""
+    best: tuple[int, str | None] = (-1, None)
+    try:
+        partitions = psutil.disk_partitions(all=True)
+    except OSError:
+        return None
+    for part in partitions:
+        mount = part.mountpoint
+        if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) > best[0]:
+            best = (len(mount), part.fstype)
+    return best[1]

@@ -1,0 +1,309 @@
+"""The kept status count: after every kind of change the count equals `git status --porcelain`,
+and when nothing changed it comes from memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hostd.git.status import count_dirty
+from hostd.git.statuswatch import LOCAL_FILESYSTEMS, StatusWatch, filesystem_type
+from tests.gitrepo import Repo, git, init_repo
+
+
+class Counted:
+    """`count_dirty` that remembers how often it ran."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, repo: pygit2.Repository) -> int:
+        self.calls += 1
+        return count_dirty(repo)
+
+
+@pytest.fixture
+def watch() -> Iterator[StatusWatch]:
+    status_watch = StatusWatch()
+    yield status_watch
+    status_watch.close()
+
+
+@pytest.fixture
+def tree(base_dir: Path) -> Repo:
+    """A linked worktree with nested folders, an ignored build folder and an untracked one."""
+    main = init_repo(base_dir / "repo")
+    main.commit(
+        "layout",
+        {
+            ".gitignore": "build/\n*.log\n",
+            "src/app/main.py": "print(1)\n",
+            "src/lib/util.py": "x = 1\n",
+            "docs/guide.md": "guide\n",
+        },
+    )
+    agent = main.worktree(base_dir / "agent", "agent/one")
+    agent.write("build/out/artifact.bin", "binary\n")
+    agent.write("scratch/notes.txt", "untracked\n")
+    return agent
+
+
+def porcelain_count(path: Path) -> int:
+    """`git status --porcelain` lines, without the index refresh that would be a change."""
+    out = git(path, "--no-optional-locks", "status", "--porcelain")
+    return len([line for line in out.split("\n") if line])
+
+
+def check(watch: StatusWatch, repo: Repo, counted: Counted | None = None) -> int:
+    """The watched count equals git's; returns how many times it was computed afresh."""
+    counted = counted or Counted()
+    handle = pygit2.Repository(str(repo.path))
+    before = counted.calls
+    assert watch.count(handle, counted) == porcelain_count(repo.path)
+    return counted.calls - before
+
+
+def test_unchanged_tree_is_answered_from_memory(watch: StatusWatch, tree: Repo) -> None:
+    counted = Counted()
+    assert check(watch, tree, counted) == 1
+    assert check(watch, tree, counted) == 0
+    assert check(watch, tree, counted) == 0
+    assert watch.hits == 2
+    assert watch.watch_count > 5
+
+
+def test_git_status_run_by_someone_else_is_harmless(watch: StatusWatch, tree: Repo) -> None:
+    counted = Counted()
+    check(watch, tree, counted)
+    tree.git("status", "--porcelain")
+    tree.write("src/app/main.py", "print(2)\n")
+    assert check(watch, tree, counted) == 1
+
+
+Change = Callable[[Repo], object]
+
+
+def _chmod(repo: Repo) -> None:
+    os.chmod(repo.path / "src/lib/util.py", 0o755)
+
+
+def _unignore_build(repo: Repo) -> None:
+    (repo.path / ".gitignore").write_text("*.log\n")
+
+
+def _exclude_scratch(repo: Repo) -> None:
+    common = Path(repo.git("rev-parse", "--git-common-dir").strip())
+    if not common.is_absolute():
+        common = repo.path / common
+    (common / "info").mkdir(exist_ok=True)
+    (common / "info" / "exclude").write_text("scratch/\n")
+
+
+def _global_excludes(repo: Repo) -> None:
+    ignore = Path(os.environ["XDG_CONFIG_HOME"]) / "git" / "ignore"
+    ignore.parent.mkdir(parents=True, exist_ok=True)
+    ignore.write_text("notes.txt\n")
+
+
+def _replace_dir_by_file(repo: Repo) -> None:
+    shutil.rmtree(repo.path / "docs")
+    (repo.path / "docs").write_text("now a file\n")
+
+
+def _move_dir(repo: Repo) -> None:
+    (repo.path / "src/app").rename(repo.path / "moved")
+    (repo.path / "moved/new.py").write_text("new\n")
+
+
+CHANGES: dict[str, Change] = {
+    "modify": lambda r: r.write("src/app/main.py", "print(2)\n"),
+    "new file in new nested folders": lambda r: r.write("a/b/c/d.txt", "deep\n"),
+    "delete": lambda r: (r.path / "docs/guide.md").unlink(),
+    "chmod": _chmod,
+    "stage": lambda r: r.git("add", "-A"),
+    "commit": lambda r: r.commit("more", {"src/lib/more.py": "y = 2\n"}),
+    "switch branch": lambda r: r.git("switch", "-q", "-c", "other", "HEAD~1"),
+    "reset --hard": lambda r: r.git("reset", "-q", "--hard", "HEAD~1"),
+    "unignore a folder": _unignore_build,
+    "info/exclude": _exclude_scratch,
+    "global excludes file": _global_excludes,
+    "symlink replaces file": lambda r: (
+        (r.path / "docs/guide.md").unlink(),
+        (r.path / "docs/guide.md").symlink_to("elsewhere"),
+    ),
+    "folder replaced by file": _replace_dir_by_file,
+    "folder moved": _move_dir,
+    "empty the untracked folder": lambda r: shutil.rmtree(r.path / "scratch"),
+    "config hides untracked": lambda r: r.git("config", "status.showUntrackedFiles", "no"),
+}
+
+
+@pytest.fixture(autouse=True)
+def no_global_excludes() -> Iterator[None]:
+    """libgit2 fixes where the global ignore file is on first use: clean up the one it knows."""
+    yield
+    (Path(os.environ["XDG_CONFIG_HOME"]) / "git" / "ignore").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("name", list(CHANGES))
+def test_every_change_is_seen(watch: StatusWatch, tree: Repo, name: str) -> None:
+    check(watch, tree)
+    CHANGES[name](tree)
+    assert check(watch, tree) == 1, "the change must make the count be computed again"
+    assert check(watch, tree) == 0
+
+
+def test_a_change_in_an_ignored_folder_is_not_a_change(watch: StatusWatch, tree: Repo) -> None:
+    check(watch, tree)
+    tree.write("build/out/more.bin", "x\n")
+    tree.write("build/new/deeper/file.bin", "x\n")
+    assert check(watch, tree) == 0
+
+
+def test_file_in_new_folder_after_watch_is_seen(watch: StatusWatch, tree: Repo) -> None:
+    check(watch, tree)
+    (tree.path / "fresh").mkdir()
+    check(watch, tree)
+    (tree.path / "fresh" / "file.txt").write_text("x\n")
+    assert check(watch, tree) == 1
+
+
+def test_unignored_folder_is_watched(watch: StatusWatch, tree: Repo) -> None:
+    check(watch, tree)
+    _unignore_build(tree)
+    check(watch, tree)
+    shutil.rmtree(tree.path / "build/out")
+    assert check(watch, tree) == 1
+
+
+def test_force_added_file_in_ignored_folder_is_watched_after_commit(
+    watch: StatusWatch, tree: Repo
+) -> None:
+    check(watch, tree)
+    tree.git("add", "-f", "build/out/artifact.bin")
+    tree.git("commit", "-q", "-m", "track an artifact")
+    check(watch, tree)
+    (tree.path / "build/out/artifact.bin").write_text("changed\n")
+    assert check(watch, tree) == 1
+
+
+def test_main_worktree_and_linked_worktree_share_the_common_dir(
+    watch: StatusWatch, tree: Repo, base_dir: Path
+) -> None:
+    main = Repo(base_dir / "repo")
+    check(watch, main)
+    check(watch, tree)
+    main.git("config", "status.showUntrackedFiles", "no")
+    assert check(watch, tree) == 1
+    assert check(watch, main) == 1
+
+
+def test_queue_overflow_forgets_everything(watch: StatusWatch, tree: Repo) -> None:
+    check(watch, tree)
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    a, b = tree.path / "src/app/main.py", tree.path / "src/lib/util.py"
+    for i in range(limit // 2 + 10):  # alternate files: identical events would be merged
+        os.utime(a, (i, i))
+        os.utime(b, (i, i))
+    (tree.path / "after-the-flood.txt").write_text("lost event\n")
+    assert check(watch, tree) == 1
+
+
+def test_worktree_removed_and_added_again(watch: StatusWatch, tree: Repo, base_dir: Path) -> None:
+    main = Repo(base_dir / "repo")
+    check(watch, tree)
+    main.git("worktree", "remove", "--force", str(tree.path))
+    again = main.worktree(tree.path, "agent/two")
+    check(watch, again)
+    again.write("later.txt", "x\n")
+    assert check(watch, again) == 1
+
+
+def test_submodules_are_counted_every_time(watch: StatusWatch, tree: Repo) -> None:
+    tree.write(".gitmodules", "")
+    counted = Counted()
+    assert check(watch, tree, counted) == 1
+    assert check(watch, tree, counted) == 1
+    assert watch.watch_count == 0
+
+
+def test_too_many_folders_are_counted_every_time(tree: Repo) -> None:
+    small = StatusWatch(max_dirs=3)
+    try:
+        counted = Counted()
+        assert check(small, tree, counted) == 1
+        assert check(small, tree, counted) == 1
+        assert small.watch_count == 0
+    finally:
+        small.close()
+
+
+def test_least_recent_worktrees_are_unwatched(base_dir: Path) -> None:
+    main = init_repo(base_dir / "repo")
+    trees = [main.worktree(base_dir / f"t{i}", f"agent/{i}") for i in range(3)]
+    few = StatusWatch(max_worktrees=2)
+    try:
+        for repo in trees:
+            check(few, repo)
+        counted = Counted()
+        assert check(few, trees[0], counted) == 1
+        assert check(few, trees[2], counted) == 0
+    finally:
+        few.close()
+
+
+def test_filesystem_type_of_the_test_folder_is_known(tmp_path: Path) -> None:
+    assert filesystem_type(str(tmp_path.resolve())) in LOCAL_FILESYSTEMS
+    assert filesystem_type("/proc/self") == "proc"
+
+
+FILES = ["a.txt", "d/b.txt", "d/e/c.txt", "ign/x.txt", "n/m/new.txt"]
+operation = st.tuples(
+    st.sampled_from(["write", "delete", "mkdir", "rmtree", "stage", "commit", "ignore", "chmod"]),
+    st.sampled_from(FILES),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(operation, min_size=1, max_size=12))
+def test_random_changes_keep_the_count_right(operations: list[tuple[str, str]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = init_repo(Path(tmp) / "r")
+        repo.commit("base", {"a.txt": "a\n", "d/b.txt": "b\n", ".gitignore": "ign/\n"})
+        watch = StatusWatch()
+        try:
+            check(watch, repo)
+            for op, rel in operations:
+                _random_change(repo, op, rel)
+                check(watch, repo)
+        finally:
+            watch.close()
+
+
+def _random_change(repo: Repo, op: str, rel: str) -> None:
+    path = repo.path / rel
+    if op == "write":
+        repo.write(rel, f"{rel} {os.urandom(2).hex()}\n")
+    elif op == "delete" and path.is_file():
+        path.unlink()
+    elif op == "mkdir":
+        (path.parent / "sub").mkdir(parents=True, exist_ok=True)
+    elif op == "rmtree" and path.parent != repo.path and path.parent.is_dir():
+        shutil.rmtree(path.parent)
+    elif op == "stage":
+        repo.git("add", "-A")
+    elif op == "commit":
+        repo.git("add", "-A")
+        repo.git("commit", "-q", "--allow-empty", "-m", "c")
+    elif op == "ignore":
+        (repo.path / ".gitignore").write_text(f"{rel}\n")
+    elif op == "chmod" and path.is_file():
+        os.chmod(path, 0o755 if not os.access(path, os.X_OK) else 0o644)
