@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, help=f"default {FULL[name]}, {QUICK[name]} quick")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--keep-status",
+        choices=("on", "off"),
+        default="on",
+        help="workspaces.keep_status of the daemon (off: every query counts the status afresh)",
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / ".work")
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
@@ -149,7 +155,7 @@ def query_url(endpoint: str, tree: Path) -> str:
 
 
 class Daemon:
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], keep_status: bool = True) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -160,6 +166,7 @@ class Daemon:
             f"api:\n  listen: 127.0.0.1:{self.port}\n  request_timeout: 60s\n"
             "log:\n  level: warning\n"
             "workspaces:\n  fetch_interval: 0s\n"
+            f"  keep_status: {'true' if keep_status else 'false'}\n"
         )
         self.log = workdir / "hostd.log"
         with self.log.open("wb") as log:
@@ -289,7 +296,7 @@ def health_under_load(port: int, heavy_url: str, samples: int) -> tuple[list[flo
 
 def run_benchmark(args: argparse.Namespace, layout: Layout, env: dict[str, str]) -> Results:
     workdir: Path = args.workdir
-    daemon = Daemon(workdir, env)
+    daemon = Daemon(workdir, env, keep_status=args.keep_status == "on")
     try:
         version = daemon.wait_healthy()
         time.sleep(1.0)
@@ -409,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         f"repository: {layout.root} ({made}); largest diff: {layout.largest.name}\n"
         f"machine: {os.cpu_count()} CPUs, {git_version.strip()}, Python {sys.version.split()[0]}, "
         f"hostd {v['version']} (pygit2 {v['pygit2']}, libgit2 {v['libgit2']})\n"
+        f"workspaces.keep_status: {args.keep_status}; "
         f"hostd latency over one keep-alive HTTP connection; git CLI: the earlier host's "
         f"command sequence per request, run as subprocesses one after another\n"
     )
