@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from hostd.git.discover import open_workspace
 from hostd.git.errors import GitError
-from hostd.git.landing import contained, patch_id, unmerged_commits
+from hostd.git.landing import contained, patch_id, tree_changes, unmerged_commits
 from hostd.git.state import subject, workspace_state
 from tests.gitrepo import Repo, clone_with_origin, git, git_rc, init_repo
 
@@ -541,6 +542,79 @@ def test_patch_id_keys_binary_changes_by_blob(repo: Repo) -> None:
     assert ids[one] != ids[two] and ids[one] == ids[again]
 
 
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def _mktree(path: Path, entries: dict[str, Any]) -> str:
+    """A tree from {name: (mode, sha) or {subtree}}, written as given (modes not normalized)."""
+    lines = []
+    for name, value in entries.items():
+        if isinstance(value, dict):
+            lines.append(f"040000 tree {_mktree(path, value)}\t{name}")
+        else:
+            mode, sha = value
+            kind = "commit" if mode == "160000" else "blob"
+            lines.append(f"{mode} {kind} {sha}\t{name}")
+    return git(path, "mktree", "--missing", input="\n".join(lines).encode() + b"\n").strip()
+
+
+def _diff_tree(path: Path, old: str, new: str) -> list[tuple]:
+    fields = git(path, "diff-tree", "-r", "-z", "--no-renames", old, new).split("\0")[:-1]
+    changes = []
+    for meta, name in zip(fields[::2], fields[1::2], strict=True):
+        old_mode, new_mode, old_sha, new_sha, _ = meta.lstrip(":").split()
+        sides = [
+            None if mode == "000000" else (pygit2.Oid(hex=sha), int(mode, 8))
+            for mode, sha in ((old_mode, old_sha), (new_mode, new_sha))
+        ]
+        changes.append((os.fsencode(name), *sides))
+    return changes
+
+
+def test_tree_changes_match_git_diff_tree(repo: Repo) -> None:
+    one, two, link = (
+        git(repo.path, "hash-object", "-w", "--stdin", input=data).strip()
+        for data in (b"one\n", b"two\n", b"target")
+    )
+    submodule, moved = repo.head(), repo.commit("moved", {"m.txt": "m\n"})
+    old = {
+        "a": {"x": ("100644", one)},
+        "a-b": ("100644", one),
+        "a.txt": ("100644", one),
+        "to-link": ("100644", one),
+        "to-dir": ("100644", one),
+        "to-file": {"y": ("100644", two)},
+        "to-gitlink": ("100644", one),
+        "gitlink": ("160000", submodule),
+        "chmod": ("100644", one),
+        "group-writable": ("100664", two),
+        "deep": {"d": {"e": {"z": ("100644", one)}}, "same": {"s": ("100644", one)}},
+        "gone": ("100644", two),
+        "caf\u00e9 \x01": ("100644", one),
+    }
+    new = {
+        "a": {"x": ("100644", two), "x2": ("100755", one)},
+        "a-b": ("100644", one),
+        "a.txt": ("100644", two),
+        "to-link": ("120000", link),
+        "to-dir": {"inner": ("100644", one)},
+        "to-file": ("100644", two),
+        "to-gitlink": ("160000", submodule),
+        "gitlink": ("160000", moved),
+        "chmod": ("100755", one),
+        "group-writable": ("100644", two),
+        "deep": {"d": {"e": {"z": ("100644", two)}}, "same": {"s": ("100644", one)}},
+        "caf\u00e9 \x01": ("100644", two),
+        "added": {"n": {"m": ("100644", one)}},
+    }
+    pyrepo = pygit2.Repository(str(repo.path))
+    a, b = _mktree(repo.path, old), _mktree(repo.path, new)
+    tree = {a: pyrepo[a].peel(pygit2.Tree), b: pyrepo[b].peel(pygit2.Tree), _EMPTY_TREE: None}
+    for x, y in [(a, b), (b, a), (_EMPTY_TREE, b), (a, _EMPTY_TREE)]:
+        got = tree_changes(pyrepo, tree[x], tree[y])
+        assert sorted(got, key=lambda c: c[0]) == sorted(_diff_tree(repo.path, x, y))
+
+
 def test_unmerged_commits_order_matches_git_cherry(repo: Repo, base_dir: Path) -> None:
     wt = repo.worktree(base_dir / "wt", "agent/order")
     side = repo.worktree(base_dir / "side", "side", "main")
@@ -555,6 +629,24 @@ def test_unmerged_commits_order_matches_git_cherry(repo: Repo, base_dir: Path) -
     got = [str(c.id) for c in unmerged_commits(pyrepo, head, landing)]
     assert got == _cherry_plus(wt.path, "main", "HEAD")
     assert len(got) == 8
+
+
+def test_unmerged_commits_headers_and_empty_commits(repo: Repo, base_dir: Path) -> None:
+    repo.commit("base", {"d/f.txt": "base\n", "e/g.txt": "g\n"})
+    wt = repo.worktree(base_dir / "wt", "agent/headers")
+    wt.commit("empty", allow_empty=True)
+    wt.commit("same path, other content", {"d/f.txt": "mine\n"})
+    wt.commit("also on main, with more", {"e/g.txt": "other\n"})
+    wt.commit("landed", {"e/h.txt": "h\n"})
+    repo.commit("same path", {"d/f.txt": "theirs\n"})
+    repo.commit("empty", allow_empty=True)
+    repo.commit("same change and more", {"e/g.txt": "other\n", "m.txt": "m\n"})
+    repo.commit("landed", {"e/h.txt": "h\n"})
+    pyrepo = pygit2.Repository(str(wt.path))
+    head, landing = commit_oid(wt.path, "HEAD"), commit_oid(wt.path, "main")
+    got = [str(c.id) for c in unmerged_commits(pyrepo, head, landing)]
+    assert got == _cherry_plus(wt.path, "main", "HEAD")
+    assert len(got) == 2
 
 
 def test_unmerged_commits_order_with_clock_skew(

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
+from typing import TypeVar
 
 import pygit2
 from pygit2.enums import FileMode
@@ -22,12 +23,18 @@ _HUNK_NOISE = re.compile(rb"^(?:@@|\\).*\n?", re.MULTILINE)
 _MODULUS = 1 << 160
 _TREE = int(FileMode.TREE)
 _GITLINK = int(FileMode.COMMIT)
-_TEXT_MODES = {int(FileMode.BLOB), int(FileMode.BLOB_EXECUTABLE)}
+_LINK = int(FileMode.LINK)
+_BLOB = int(FileMode.BLOB)
+_EXECUTABLE = int(FileMode.BLOB_EXECUTABLE)
+_TEXT_MODES = {_BLOB, _EXECUTABLE}
 _NULL_HEX = b"0" * 40
+_TREE_RECORD = re.compile(rb"[^\0]*\0.{20}", re.DOTALL)  # b"<octal mode> <name>\0" + raw id
 
 Entry = tuple[pygit2.Oid, int]
 Change = tuple[bytes, Entry | None, Entry | None]
 Header = tuple[tuple[bytes, int, int], ...]
+TreePair = tuple[pygit2.Oid | None, pygit2.Oid]
+_T = TypeVar("_T")
 
 
 # ---------------------------------------------------------------- tree diff
@@ -40,42 +47,90 @@ def tree_changes(
 
     Subtrees with equal ids are skipped unread, so the cost follows the change, not the tree.
     """
-    changes: list[Change] = []
-    _compare(repo, old, new, b"", changes)
-    return changes
-
-
-def _entries(tree: pygit2.Tree | None) -> dict[bytes, Entry]:
-    return {} if tree is None else {o.raw_name: (o.id, int(o.filemode)) for o in tree}
-
-
-def _compare(
-    repo: pygit2.Repository,
-    old: pygit2.Tree | None,
-    new: pygit2.Tree | None,
-    prefix: bytes,
-    out: list[Change],
-) -> None:
-    before, after = _entries(old), _entries(new)
-    for name in sorted(before.keys() | after.keys()):
-        a, b = before.get(name), after.get(name)
-        if a == b:
-            continue
-        path = prefix + name
-        sub_a = repo[a[0]] if a is not None and a[1] == _TREE else None
-        sub_b = repo[b[0]] if b is not None and b[1] == _TREE else None
-        if sub_a is not None or sub_b is not None:
-            _compare(repo, sub_a, sub_b, path + b"/", out)
-        file_a = a if sub_a is None else None
-        file_b = b if sub_b is None else None
-        if file_a != file_b:
-            out.append((path, file_a, file_b))
+    return _Trees(repo).changes(None if old is None else old.id, None if new is None else new.id)
 
 
 def commit_changes(repo: pygit2.Repository, commit: pygit2.Commit) -> list[Change]:
     """The commit's change against its first parent (a root commit: against the empty tree)."""
-    parent = repo[commit.parent_ids[0]].peel(pygit2.Tree) if commit.parent_ids else None
-    return tree_changes(repo, parent, commit.tree)
+    return _Trees(repo).changes(*_tree_pair(commit))
+
+
+def _tree_pair(commit: pygit2.Commit) -> TreePair:
+    return (commit.parents[0].tree_id if commit.parent_ids else None), commit.tree_id
+
+
+class _Trees:
+    """Trees read from the object database as raw entry records; the last few read are kept.
+
+    libgit2's tree diff expands equal subtrees too, so its cost follows the size of the tree.
+    """
+
+    _KEPT = 16
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self._odb = repo.odb
+        self._records: dict[pygit2.Oid, frozenset[bytes]] = {}
+
+    def changes(self, old: pygit2.Oid | None, new: pygit2.Oid | None) -> list[Change]:
+        changes: list[Change] = []
+        self._compare(old, new, b"", changes)
+        return changes
+
+    def _read(self, oid: pygit2.Oid | None) -> frozenset[bytes]:
+        if oid is None:
+            return frozenset()
+        records = self._records.get(oid)
+        if records is None:
+            records = frozenset(_TREE_RECORD.findall(self._odb.read(oid)[1]))
+            if len(self._records) >= self._KEPT:
+                del self._records[next(iter(self._records))]
+            self._records[oid] = records
+        return records
+
+    def level(
+        self, old: pygit2.Oid | None, new: pygit2.Oid | None
+    ) -> list[tuple[bytes, Entry | None, Entry | None]]:
+        """The entries that differ between two trees, not looking into subtrees, by name."""
+        if old == new:
+            return []
+        before, after = self._read(old), self._read(new)
+        gone, came = _entries(before - after), _entries(after - before)
+        names = sorted(gone.keys() | came.keys())
+        return [(n, gone.get(n), came.get(n)) for n in names if gone.get(n) != came.get(n)]
+
+    def _compare(
+        self, old: pygit2.Oid | None, new: pygit2.Oid | None, prefix: bytes, out: list[Change]
+    ) -> None:
+        for name, a, b in self.level(old, new):
+            path = prefix + name
+            sub_a = a[0] if a is not None and a[1] == _TREE else None
+            sub_b = b[0] if b is not None and b[1] == _TREE else None
+            if sub_a is not None or sub_b is not None:
+                self._compare(sub_a, sub_b, path + b"/", out)
+            file_a = a if sub_a is None else None
+            file_b = b if sub_b is None else None
+            if file_a != file_b:
+                out.append((path, file_a, file_b))
+
+
+def _entries(records: Iterable[bytes]) -> dict[bytes, Entry]:
+    entries: dict[bytes, Entry] = {}
+    for record in records:
+        mode, _, rest = record.partition(b" ")
+        entries[rest[:-21]] = (pygit2.Oid(raw=rest[-20:]), _filemode(int(mode, 8)))
+    return entries
+
+
+def _filemode(mode: int) -> int:
+    """The mode as libgit2 reads it from a tree (git_tree_entry_filemode)."""
+    kind = mode & 0o170000
+    if kind == _TREE:
+        return _TREE
+    if mode & 0o111:
+        return _EXECUTABLE
+    if kind in (_GITLINK, _LINK):
+        return kind
+    return _BLOB
 
 
 def _header(changes: list[Change]) -> Header:
@@ -175,50 +230,64 @@ def _non_merges(commits: Iterable[pygit2.Commit]) -> list[pygit2.Commit]:
     return [c for c in commits if len(c.parent_ids) <= 1]
 
 
-class _LandingSide:
-    """Patch-ids of the landing side, computed only where a head-side change could match."""
+# What commits change, remembered by the trees they compare, so valid in any repository: the
+# top-level names whose entries differ, and a hash of the header. Not patch-ids: which files
+# count as binary depends on the repository's attributes.
+_tops: dict[TreePair, tuple[bytes, ...]] = {}
+_header_keys: dict[TreePair, int] = {}
+_REMEMBERED = 8192
+_EMPTY_KEY = hash(())
 
-    def __init__(
-        self, repo: pygit2.Repository, commits: list[pygit2.Commit], wanted: list[list[Change]]
-    ) -> None:
+
+def _remember(memo: dict[TreePair, _T], pair: TreePair, value: _T) -> _T:
+    if len(memo) >= _REMEMBERED:
+        del memo[next(iter(memo))]
+    memo[pair] = value
+    return value
+
+
+class _Commits:
+    """What commits change, by the trees they compare: changes and patch-ids for one query,
+    top-level names and header keys remembered across queries."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
-        self.by_header: dict[Header, list[list[Change]]] = {}
-        self.ids: dict[Header, set[bytes]] = {}
-        probes = {changes[0][0] for changes in wanted if changes}
-        want_empty = any(not changes for changes in wanted)
-        for commit in commits:
-            parent = repo[commit.parent_ids[0]].peel(pygit2.Tree) if commit.parent_ids else None
-            if parent is not None and parent.id == commit.tree_id:
-                if want_empty:
-                    self.by_header.setdefault((), []).append([])
-                continue
-            if parent is None or any(_touches(parent, commit.tree, p) for p in probes):
-                changes = tree_changes(repo, parent, commit.tree)
-                self.by_header.setdefault(_header(changes), []).append(changes)
+        self.trees = _Trees(repo)
+        self.changes: dict[TreePair, list[Change]] = {}
+        self.patch_ids: dict[TreePair, bytes] = {}
 
-    def has(self, changes: list[Change]) -> bool:
-        header = _header(changes)
-        candidates = self.by_header.get(header)
-        if candidates is None:
-            return False
-        if header not in self.ids:
-            self.ids[header] = {_patch_id(self.repo, c) for c in candidates}
-        return _patch_id(self.repo, changes) in self.ids[header]
+    def tops(self, pair: TreePair) -> tuple[bytes, ...]:
+        tops = _tops.get(pair)
+        if tops is None:
+            tops = _remember(_tops, pair, tuple(n for n, _, _ in self.trees.level(*pair)))
+        return tops
 
+    def header_key(self, pair: TreePair) -> int:
+        key = _header_keys.get(pair)
+        if key is None:
+            key = _remember(_header_keys, pair, hash(_header(self._changes(pair))))
+        return key
 
-def _touches(old: pygit2.Tree, new: pygit2.Tree, path: bytes) -> bool:
-    """Could `path` differ between the trees? False only when it surely does not."""
-    a: pygit2.Object | None = old
-    b: pygit2.Object | None = new
-    for part in path.split(b"/"):
-        if not isinstance(a, pygit2.Tree) or not isinstance(b, pygit2.Tree):
-            return True
-        a, b = _lookup(a, part), _lookup(b, part)
-        if a is None and b is None:
+    def same_change(self, pair: TreePair, candidates: list[TreePair]) -> bool:
+        """Does one of `candidates` (of the same header key) make the change `pair` makes?"""
+        header = _header(self._changes(pair))
+        same_header = [c for c in candidates if _header(self._changes(c)) == header]
+        if not same_header:
             return False
-        if a is not None and b is not None and a.id == b.id and a.filemode == b.filemode:
-            return False
-    return True
+        own = self._patch_id(pair)
+        return any(self._patch_id(c) == own for c in same_header)
+
+    def _changes(self, pair: TreePair) -> list[Change]:
+        changes = self.changes.get(pair)
+        if changes is None:
+            changes = self.changes[pair] = self.trees.changes(*pair)
+        return changes
+
+    def _patch_id(self, pair: TreePair) -> bytes:
+        found = self.patch_ids.get(pair)
+        if found is None:
+            found = self.patch_ids[pair] = _patch_id(self.repo, self._changes(pair))
+        return found
 
 
 def unmerged_commits(
@@ -227,7 +296,9 @@ def unmerged_commits(
     """What `git cherry <landing> <head>` marks `+`, oldest first.
 
     The non-merge commits of landing..head whose patch-id is not among the non-merge commits of
-    head..landing. The landing side is only read where a head-side change could match.
+    head..landing. Patch-ids are compared only where the headers (paths and modes) are equal,
+    and a landing-side commit is diffed in full only where it changes a top-level entry that a
+    head-side commit changes.
     """
     if head.id == landing.id:
         return []
@@ -237,9 +308,26 @@ def unmerged_commits(
     theirs = _non_merges(_exclusive(repo, landing, head))
     if not theirs:
         return ours
-    changes = [commit_changes(repo, c) for c in ours]
-    landed = _LandingSide(repo, theirs, changes)
-    return [c for c, ch in zip(ours, changes, strict=True) if not landed.has(ch)]
+    commits = _Commits(repo)
+    our_pairs = [_tree_pair(c) for c in ours]
+    our_keys = [commits.header_key(p) for p in our_pairs]
+    wanted = set(our_keys)
+    touched = {name for pair in our_pairs for name in commits.tops(pair)}
+    landed: dict[int, list[TreePair]] = {}
+    for commit in theirs:
+        pair = _tree_pair(commit)
+        tops = commits.tops(pair)
+        may_match = not touched.isdisjoint(tops) if tops else _EMPTY_KEY in wanted
+        if not may_match:
+            continue
+        key = commits.header_key(pair)
+        if key in wanted:
+            landed.setdefault(key, []).append(pair)
+    return [
+        c
+        for c, pair, key in zip(ours, our_pairs, our_keys, strict=True)
+        if key not in landed or not commits.same_change(pair, landed[key])
+    ]
 
 
 # ---------------------------------------------------------------- containment
