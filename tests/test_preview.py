@@ -233,6 +233,22 @@ def test_conflict_matches_git(repo: Repo, agent: Repo) -> None:
     assert pr["conflictFiles"] == merge_tree(repo, "main", "agent/x")[1] == ["shared.txt"]
 
 
+def test_commit_already_on_the_base_is_not_replayed(repo: Repo, agent: Repo) -> None:
+    """Picked onto the base and reverted there, the skipped change makes a later pick conflict."""
+    agent.commit("w1", {"a.txt": "a\n"})
+    agent.commit("w2", {"shared.txt": lines(l2="picked")})
+    picked = head(agent)
+    agent.commit("w3", {"shared.txt": lines(l2="picked", l3="next")})
+    repo.commit("m1", {"m.txt": "m\n"})
+    repo.git("cherry-pick", picked)
+    repo.commit("revert", {"shared.txt": LINES})
+    body = preview(agent)
+    assert (body["ahead"], body["unmergedAhead"]) == (3, 2)
+    assert body["conflict"] is True
+    expected = git_rebase(repo, "agent/x", "main").conflict_files
+    assert body["conflictFiles"] == expected == ["shared.txt"]
+
+
 def test_strategies_can_disagree(repo: Repo, agent: Repo) -> None:
     """A change made and then undone replays with a conflict but merges cleanly."""
     agent.commit("w1", {"shared.txt": lines(l4="temporary")})

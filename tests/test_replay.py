@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +19,13 @@ from hostd.git.overlay import overlay_repository
 from hostd.git.replay import (
     MAX_CONFLICT_FILES,
     ReplayResult,
+    _chain_conflicts,
+    _is_linear,
+    _not_upstream,
+    _walk,
     commits_to_replay,
     replay,
+    replay_conflicts,
     three_way_conflicts,
 )
 from tests.gitrepo import Repo, git, git_rc, init_repo
@@ -441,3 +448,231 @@ def test_random_histories_replay_like_git_rebase(feat: list, main: list, pick: b
 def test_random_histories_merge_like_git_merge_tree(feat: list, main: list, pick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         assert_merge_like_git(_random_repo(tmp, feat, main, pick))
+
+
+# ---------------------------------------------------------------- replay_conflicts
+
+
+def conflicts_of(repo: Repo, branch: str = "feat", base: str = "main") -> list[str]:
+    """replay_conflicts, checked against the full replay."""
+    with overlay_of(repo) as overlay:
+        head = overlay.revparse_single(branch).peel(pygit2.Commit)
+        onto = overlay.revparse_single(base).peel(pygit2.Commit)
+        expected = replay(overlay, head, onto, COMMITTER).conflict_files
+    with overlay_of(repo) as overlay:
+        head = overlay.revparse_single(branch).peel(pygit2.Commit)
+        onto = overlay.revparse_single(base).peel(pygit2.Commit)
+        assert replay_conflicts(overlay, head, onto) == expected
+    return expected
+
+
+def assert_conflicts_like_git(repo: Repo) -> list[str]:
+    files = conflicts_of(repo)
+    assert files == git_rebase(repo, "feat", "main").conflict_files
+    return files
+
+
+def counting_merges(overlay: pygit2.Repository) -> list[int]:
+    """Count the tree merges made through `overlay`."""
+    calls: list[int] = []
+    merge_trees = overlay.merge_trees
+
+    def counted(*args: object, **kwargs: object) -> pygit2.Index:
+        calls.append(1)
+        return merge_trees(*args, **kwargs)
+
+    overlay.merge_trees = counted
+    return calls
+
+
+def test_conflict_after_a_long_run_of_clean_commits(repo: Repo) -> None:
+    repo.commit("base", {"shared.txt": LINES})
+    branch_from(repo, "feat")
+    for i in range(12):
+        repo.commit(f"f{i}", {f"f{i}.txt": f"{i}\n"})
+    repo.commit("clash", {"shared.txt": lines(l3="feat")})
+    for i in range(5):
+        repo.commit(f"after {i}", {f"g{i}.txt": f"{i}\n"})
+    switch(repo, "main")
+    repo.commit("m1", {"shared.txt": lines(l3="main"), "m.txt": "m\n"})
+    assert assert_conflicts_like_git(repo) == ["shared.txt"]
+    with overlay_of(repo) as overlay:
+        merges = counting_merges(overlay)
+        head = overlay.revparse_single("feat").peel(pygit2.Commit)
+        onto = overlay.revparse_single("main").peel(pygit2.Commit)
+        assert replay_conflicts(overlay, head, onto) == ["shared.txt"]
+        assert len(merges) == 2
+
+
+def test_clean_branch_needs_no_merge(repo: Repo) -> None:
+    repo.commit("base", {"shared.txt": LINES})
+    branch_from(repo, "feat")
+    for i in range(5):
+        repo.commit(f"f{i}", {f"f{i}.txt": f"{i}\n"})
+    switch(repo, "main")
+    repo.commit("m1", {"shared.txt": lines(l3="main")})
+    assert assert_conflicts_like_git(repo) == []
+    with overlay_of(repo) as overlay:
+        merges = counting_merges(overlay)
+        head = overlay.revparse_single("feat").peel(pygit2.Commit)
+        onto = overlay.revparse_single("main").peel(pygit2.Commit)
+        assert replay_conflicts(overlay, head, onto) == []
+        assert merges == []
+
+
+@pytest.mark.parametrize(("on_main", "on_feat"), [("d", "d/g"), ("d/g", "d")])
+def test_directory_file_clash(repo: Repo, on_main: str, on_feat: str) -> None:
+    """libgit2 lists the clash at the file's path; git renames the file to d~<side>."""
+    branch_from(repo, "feat")
+    repo.commit("f1", {"a.txt": "a\n"})
+    repo.commit("f2", {on_feat: "feat\n"})
+    repo.commit("f3", {"b.txt": "b\n"})
+    switch(repo, "main")
+    repo.commit("m1", {on_main: "main\n"})
+    assert conflicts_of(repo) == ["d"]
+
+
+def test_non_linear_branch_is_replayed_in_full(repo: Repo) -> None:
+    repo.commit("base", {"shared.txt": LINES})
+    branch_from(repo, "feat")
+    repo.commit("f1", {"f1.txt": "1\n"})
+    branch_from(repo, "side", "feat")
+    repo.commit("s1", {"shared.txt": lines(l2="side")})
+    switch(repo, "feat")
+    repo.commit("f2", {"f2.txt": "2\n"})
+    repo.git("merge", "-q", "--no-edit", "side")
+    repo.commit("f3", {"shared.txt": lines(l2="side", l4="feat")})
+    switch(repo, "main")
+    repo.commit("m1", {"shared.txt": lines(l4="main")})
+    assert assert_conflicts_like_git(repo) == ["shared.txt"]
+    with overlay_of(repo) as overlay:
+        head = overlay.revparse_single("feat").peel(pygit2.Commit)
+        onto = overlay.revparse_single("main").peel(pygit2.Commit)
+        assert not _is_linear(overlay, _walk(overlay, head, onto), head, onto)
+
+
+def test_skipped_commit_counts_as_changed_and_ends_a_run(repo: Repo) -> None:
+    """A commit lands upstream and is reverted there: a later pick conflicts."""
+    repo.commit("base", {"shared.txt": LINES})
+    branch_from(repo, "feat")
+    repo.commit("f1", {"a.txt": "a\n"})
+    repo.commit("f2", {"shared.txt": lines(l2="picked")})
+    picked = repo.head()
+    repo.commit("f3", {"b.txt": "b\n"})
+    repo.commit("f4", {"shared.txt": lines(l2="picked", l3="next")})
+    switch(repo, "main")
+    repo.commit("m1", {"m.txt": "m\n"})
+    repo.git("cherry-pick", picked)
+    repo.commit("revert", {"shared.txt": LINES})
+    assert assert_conflicts_like_git(repo) == ["shared.txt"]
+
+
+def test_content_a_merge_moves_counts_as_changed(repo: Repo) -> None:
+    """The base's edit follows the branch's rename, where the next pick edits it again."""
+    repo.commit("base", {"old.txt": LINES})
+    branch_from(repo, "feat")
+    repo.git("mv", "old.txt", "new.txt")
+    repo.commit("f1")
+    repo.commit("f2", {"new.txt": lines(l3="feat")})
+    switch(repo, "main")
+    repo.commit("m1", {"old.txt": lines(l3="main")})
+    assert assert_conflicts_like_git(repo) == ["new.txt"]
+
+
+# Histories for replay_conflicts against the full replay (not git, which resolves directory/file
+# clashes its own way): files become directories and back, renames, commits picked upstream.
+PATHS = ["a.txt", "b.txt", "d.txt", "d", "d/g"]
+_any_edit = st.tuples(
+    st.sampled_from(PATHS),
+    st.one_of(
+        st.none(),  # delete
+        st.just("rename"),
+        st.just("write"),
+        st.dictionaries(
+            st.integers(1, 8), st.sampled_from(["x", "y", "z"]), min_size=1, max_size=3
+        ),
+    ),
+)
+_any_commit = st.lists(_any_edit, min_size=1, max_size=3)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.is_file():
+        path.unlink()
+
+
+def _write(root: Path, name: str, text: str) -> None:
+    """Write a file at `name`, replacing a directory there and files where its directories go."""
+    target = root / name
+    for parent in reversed(Path(name).parents):
+        if (root / parent).is_file():
+            (root / parent).unlink()
+    _remove(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def _apply_any(repo: Repo, label: str, edits: list, new_name: str) -> None:
+    for name, change in edits:
+        target = repo.path / name
+        if change is None:
+            _remove(target)
+        elif change == "write":
+            _write(repo.path, name, "".join(f"{label} {name} {i}\n" for i in range(8)))
+        elif change == "rename":
+            if target.is_file() and not (repo.path / new_name).exists():
+                target.rename(repo.path / new_name)
+        elif target.is_file():
+            current = target.read_text().splitlines()
+            for line, value in change.items():
+                if line <= len(current):
+                    current[line - 1] = value
+            target.write_text("".join(f"{c}\n" for c in current))
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--allow-empty", "-m", label)
+
+
+def _pick(repo: Repo, rev: str, revert: bool) -> None:
+    """Cherry-pick `rev` (-x: never the same commit), then maybe revert it."""
+    rc, _ = git_rc(repo.path, "cherry-pick", "-x", "--allow-empty", "--keep-redundant-commits", rev)
+    if rc != 0:
+        git_rc(repo.path, "cherry-pick", "--abort")
+    elif revert and git_rc(repo.path, "revert", "--no-edit", "HEAD")[0] != 0:
+        git_rc(repo.path, "revert", "--abort")
+
+
+def _random_tree_repo(tmp: str, feat: list, main: list) -> Repo:
+    repo = init_repo(Path(tmp) / "repo", initial=False)
+    names = ["a.txt", "b.txt", "d/g"]
+    repo.commit("base", {n: "".join(f"{line}\n" for line in _original(n)) for n in names})
+    branch_from(repo, "feat")
+    for i, edits in enumerate(feat):
+        _apply_any(repo, f"feat {i}", edits, "d.txt")
+    switch(repo, "main")
+    for i, step in enumerate(main):
+        if isinstance(step, tuple):
+            _pick(repo, f"feat~{step[0]}", revert=step[1])
+        else:
+            _apply_any(repo, f"main {i}", step, "e.txt")
+    return repo
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    feat=st.lists(_any_commit, min_size=1, max_size=6),
+    main=st.lists(st.one_of(_any_commit, st.tuples(st.integers(0, 5), st.booleans())), max_size=4),
+)
+def test_random_histories_conflict_like_the_full_replay(feat: list, main: list) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = _random_tree_repo(tmp, feat, main)
+        expected = conflicts_of(repo)
+        with overlay_of(repo) as overlay:
+            head = overlay.revparse_single("feat").peel(pygit2.Commit)
+            onto = overlay.revparse_single("main").peel(pygit2.Commit)
+            chain = _walk(overlay, head, onto)
+            if chain and not overlay.descendant_of(head.id, onto.id):
+                assert _is_linear(overlay, chain, head, onto)
+                picks = {c.id for c in _not_upstream(overlay, head, onto, chain)}
+                assert _chain_conflicts(overlay, chain, picks, onto) == expected, "fell back"

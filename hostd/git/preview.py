@@ -11,7 +11,7 @@ from hostd.git.discover import Workspace
 from hostd.git.errors import GitError
 from hostd.git.overlay import overlay_repository
 from hostd.git.refs import local_branch, resolve_base
-from hostd.git.replay import replay, three_way_conflicts
+from hostd.git.replay import replay_conflicts, three_way_conflicts
 from hostd.git.state import workspace_state
 
 STRATEGIES = ("pr", "rebase-ff")
@@ -105,5 +105,4 @@ def _conflicts(
             return None
         if strategy == "pr":
             return three_way_conflicts(overlay, base, head)
-        committer = pygit2.Signature("hostd", "hostd@localhost")
-        return replay(overlay, head, base, committer).conflict_files
+        return replay_conflicts(overlay, head, base)

@@ -6,14 +6,17 @@ preview, the real repository when landing. Nothing here writes refs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, SortMode
 
-from hostd.git.landing import unmerged_commits
+from hostd.git.landing import commit_changes, unmerged_commits
 
 MAX_CONFLICT_FILES = 50
+_PREDICTION_COMMITTER = pygit2.Signature("hostd", "hostd@localhost")
 
 
 @dataclass
@@ -43,9 +46,24 @@ def commits_to_replay(
     The non-merge commits of onto..head in topological order, without those whose patch-id is
     on the onto side since the merge base. Commits that start empty are kept, as git does.
     """
+    picks = [c for c in _walk(repo, head, onto) if len(c.parent_ids) <= 1]
+    return _not_upstream(repo, head, onto, picks)
+
+
+def _walk(repo: pygit2.Repository, head: pygit2.Commit, onto: pygit2.Commit) -> list[pygit2.Commit]:
+    """The commits of onto..head in topological order, oldest first."""
     walker = repo.walk(head.id, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     walker.hide(onto.id)
-    picks = [c for c in walker if len(c.parent_ids) <= 1]
+    return list(walker)
+
+
+def _not_upstream(
+    repo: pygit2.Repository,
+    head: pygit2.Commit,
+    onto: pygit2.Commit,
+    picks: list[pygit2.Commit],
+) -> list[pygit2.Commit]:
+    """The picks whose patch-id is not on the onto side, and those that start empty."""
     if not picks:
         return []
     unmerged = {c.id for c in unmerged_commits(repo, head, onto)}
@@ -124,6 +142,141 @@ def replay(
         created.append(new_id)
         current = repo[new_id].peel(pygit2.Commit)
     return ReplayResult(tip=current.id, commits=created, rewritten=bool(created))
+
+
+def replay_conflicts(
+    repo: pygit2.Repository, head: pygit2.Commit, onto: pygit2.Commit
+) -> list[str]:
+    """The conflict files of `replay(repo, head, onto, ...)`, without replaying every pick.
+
+    When onto..head is a linear chain from the merge base, a pick whose changed paths clash with
+    none of the paths where the rebased tree may differ from the pick's parent (the onto side's
+    changes, the skipped commits', and where real merges moved content) takes its own side
+    cleanly, so consecutive such picks are merged in one step, and only when a later pick needs
+    a real merge. Other histories are replayed in full.
+    """
+    if head.id == onto.id or repo.descendant_of(head.id, onto.id):
+        return []
+    chain = _walk(repo, head, onto)
+    if not chain:
+        return []
+    if _is_linear(repo, chain, head, onto):
+        picks = {c.id for c in _not_upstream(repo, head, onto, chain)}
+        files = _chain_conflicts(repo, chain, picks, onto)
+        if files is not None:
+            return files
+    return replay(repo, head, onto, _PREDICTION_COMMITTER).conflict_files
+
+
+def _is_linear(
+    repo: pygit2.Repository, chain: list[pygit2.Commit], head: pygit2.Commit, onto: pygit2.Commit
+) -> bool:
+    """Every commit has one parent, the commit before it; the first one's is the merge base."""
+    if any(len(c.parent_ids) != 1 for c in chain):
+        return False
+    if any(c.parent_ids[0] != prev.id for prev, c in pairwise(chain)):
+        return False
+    return chain[0].parent_ids[0] == repo.merge_base(head.id, onto.id)
+
+
+class _Paths:
+    """Changed paths; another path clashes with them when it is one of them, or a directory of
+    one, or one of them is its directory."""
+
+    def __init__(self) -> None:
+        self.files: set[bytes] = set()
+        self.dirs: set[bytes] = set()
+
+    def add(self, paths: Iterable[bytes]) -> None:
+        for path in paths:
+            self.files.add(path)
+            self.dirs.update(_directories(path))
+
+    def clash(self, paths: Iterable[bytes]) -> bool:
+        return any(
+            p in self.files or p in self.dirs or not self.files.isdisjoint(_directories(p))
+            for p in paths
+        )
+
+
+def _directories(path: bytes) -> Iterator[bytes]:
+    """The directories leading to `path`: a/b/c gives a and a/b."""
+    end = path.find(b"/")
+    while end >= 0:
+        yield path[:end]
+        end = path.find(b"/", end + 1)
+
+
+def _commit_paths(repo: pygit2.Repository, commit: pygit2.Commit) -> list[bytes]:
+    """The files a commit changes against its first parent, without rename detection."""
+    return [path for path, _, _ in commit_changes(repo, commit)]
+
+
+def _diff_paths(repo: pygit2.Repository, old: pygit2.Oid, new: pygit2.Oid) -> set[bytes]:
+    """The files that differ between two trees, without rename detection.
+
+    libgit2's diff walks whole trees but fast: it suits the large diffs, where `commit_changes`,
+    which reads only the subtrees that differ, suits the commits' small ones.
+    """
+    diff = repo.diff(repo[old], repo[new])
+    return {path for d in diff.deltas for path in (d.old_file.raw_path, d.new_file.raw_path)}
+
+
+def _chain_conflicts(
+    repo: pygit2.Repository,
+    chain: list[pygit2.Commit],
+    picks: set[pygit2.Oid],
+    onto: pygit2.Commit,
+) -> list[str] | None:
+    """The replay's conflict files along a linear chain; None if a merge assumed clean is not.
+
+    The rebased tree differs from the next pick's parent tree only within `changed`, so a pick
+    whose paths do not clash with it merges cleanly by taking its own side, and a run of such
+    consecutive commits merged at once gives the same tree. Runs wait in `pending` as (parent
+    tree, last commit) until a pick clashes. Skipped commits end a run and their paths join
+    `changed`, as do those where a real merge left other content than the pick's.
+    """
+    changed = _Paths()
+    changed.add(_diff_paths(repo, chain[0].parents[0].tree_id, onto.tree_id))
+    current = onto.tree_id
+    pending: list[tuple[pygit2.Oid, pygit2.Commit]] = []
+    for commit in chain:
+        parent_tree = commit.parents[0].tree_id
+        paths = _commit_paths(repo, commit)
+        if commit.id not in picks:
+            changed.add(paths)
+        elif not changed.clash(paths):
+            if pending and pending[-1][1].id == commit.parent_ids[0]:
+                pending[-1] = (pending[-1][0], commit)
+            else:
+                pending.append((parent_tree, commit))
+        else:
+            merged = _merge_runs(repo, pending, current)
+            if merged is None:
+                return None
+            current = merged
+            pending.clear()
+            index = repo.merge_trees(parent_tree, current, commit.tree_id)
+            if index.conflicts is not None:
+                return conflict_paths(repo, index, parent_tree, current, commit.tree_id)
+            current = index.write_tree(repo)
+            changed.add(_diff_paths(repo, commit.tree_id, current))
+    return []
+
+
+def _merge_runs(
+    repo: pygit2.Repository,
+    runs: list[tuple[pygit2.Oid, pygit2.Commit]],
+    current: pygit2.Oid,
+) -> pygit2.Oid | None:
+    """`current` with each (parent tree, last commit) run merged in, one merge per run; the
+    trees are written to the repository. None if one of the merges conflicts."""
+    for parent_tree, last in runs:
+        index = repo.merge_trees(parent_tree, current, last.tree_id)
+        if index.conflicts is not None:
+            return None
+        current = index.write_tree(repo)
+    return current
 
 
 def three_way_conflicts(
