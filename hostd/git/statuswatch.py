@@ -273,6 +273,8 @@ class StatusWatch:
             del self._watches[wd]
         if watch.role == "common" and name not in _COMMON_NAMES:
             return
+        if watch.role != "tree" and name.endswith(".lock"):
+            return  # git takes locks even to change nothing; a change lands by renaming one
         rescan = (
             watch.role == "info"
             or (watch.role != "tree" and name in _RULE_FILES)
