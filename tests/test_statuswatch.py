@@ -312,3 +312,87 @@ def _random_change(repo: Repo, op: str, rel: str) -> None:
         (repo.path / ".gitignore").write_text(f"{rel}\n")
     elif op == "chmod" and path.is_file():
         os.chmod(path, 0o755 if not os.access(path, os.X_OK) else 0o644)
+
+
+def test_main_worktree_index_is_watched_while_a_linked_one_is(
+    watch: StatusWatch, tree: Repo, base_dir: Path
+) -> None:
+    main = Repo(base_dir / "repo")  # its git dir is the linked worktree's common dir
+    check(watch, main)
+    check(watch, tree)
+    main.git("rm", "-q", "--cached", "docs/guide.md")
+    assert check(watch, main) == 1
+
+
+def test_submodule_added_after_counting_is_counted_every_time(
+    watch: StatusWatch, tree: Repo, base_dir: Path
+) -> None:
+    sub = init_repo(base_dir / "sub-origin")
+    check(watch, tree)
+    tree.git("submodule", "add", "-q", str(sub.path), "sub")
+    tree.git("commit", "-q", "-m", "add a submodule")
+    check(watch, tree)
+    Repo(tree.path / "sub").commit("inside", allow_empty=True)
+    assert check(watch, tree) == 1
+
+
+def test_repository_added_without_gitmodules_is_counted_every_time(
+    watch: StatusWatch, tree: Repo
+) -> None:
+    inner = init_repo(tree.path / "inner")
+    tree.git("add", "inner")  # a gitlink, as `git submodule add` makes, but no .gitmodules
+    tree.git("commit", "-q", "-m", "embed a repository")
+    check(watch, tree)
+    inner.commit("inside", allow_empty=True)
+    assert check(watch, tree) == 1
+
+
+def test_global_excludes_change_watches_the_folders_it_unignores(
+    watch: StatusWatch, tree: Repo
+) -> None:
+    ignore = Path(os.environ["XDG_CONFIG_HOME"]) / "git" / "ignore"
+    ignore.parent.mkdir(parents=True, exist_ok=True)
+    ignore.write_text("cache/\n")
+    tree.git("config", "status.showUntrackedFiles", "all")
+    tree.write("cache/a.txt", "a\n")
+    check(watch, tree)
+    ignore.write_text("other/\n")
+    check(watch, tree)
+    tree.write("cache/b.txt", "b\n")
+    assert check(watch, tree) == 1
+
+
+def test_head_moved_from_another_worktree_watches_what_it_tracks(
+    watch: StatusWatch, tree: Repo, base_dir: Path
+) -> None:
+    check(watch, tree)
+    tree.git("add", "-f", "build/out/artifact.bin")
+    commit = tree.git("commit-tree", tree.git("write-tree").strip(), "-p", "HEAD", "-m", "m")
+    check(watch, tree)
+    Repo(base_dir / "repo").git("update-ref", "refs/heads/agent/one", commit.strip())
+    check(watch, tree)
+    (tree.path / "build/out/artifact.bin").write_text("changed\n")
+    assert check(watch, tree) == 1
+
+
+def test_worktree_of_another_repository_at_the_same_path(
+    watch: StatusWatch, base_dir: Path
+) -> None:
+    first, second = init_repo(base_dir / "first"), init_repo(base_dir / "second")
+    check(watch, first.worktree(base_dir / "wt", "one"))
+    first.git("worktree", "remove", "--force", str(base_dir / "wt"))
+    again = second.worktree(base_dir / "wt", "two")
+    check(watch, again)
+    again.git("rm", "-q", "--cached", "README.md")
+    assert check(watch, again) == 1
+
+
+def test_included_config_file_change_is_seen(
+    watch: StatusWatch, tree: Repo, base_dir: Path
+) -> None:
+    included = base_dir / "included.gitconfig"
+    included.write_text("")
+    tree.git("config", "include.path", str(included))
+    check(watch, tree)
+    included.write_text("[status]\n\tshowUntrackedFiles = no\n")
+    assert check(watch, tree) == 1

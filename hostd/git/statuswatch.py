@@ -5,15 +5,16 @@ again can skip that when nothing changed. Each worktree gets inotify watches on 
 (ignored directories without tracked files excepted), on its git directory, and on the config and
 `info/` of the common git directory. The kernel queues an event before the write that caused it
 returns, so draining the queue at the start of each query sees every change made before the
-query. The key of a cached count also holds HEAD's commit and the identity of the global git
-config and ignore files.
+query. The key of a cached count also holds HEAD's commit, the configuration values (from
+whichever file, included ones too) and the identity of the global ignore files.
 
-Not cached (counted afresh every time): worktrees with submodules (a commit inside one changes
-the superproject's status without touching a watched file), worktrees on filesystems whose
-changes inotify may not see (network filesystems), worktrees with more than `max_dirs`
-directories, and any worktree once the kernel refuses a watch. Writes through shared memory maps
-and through hard links from outside the worktree raise no event; such edits are seen once any
-other change in the worktree, the index or HEAD happens.
+Not cached (counted afresh every time): worktrees with submodules or other repositories nested
+in a watched folder (a commit inside one can change the superproject's status without touching
+a watched file), worktrees on filesystems whose changes inotify may not see (network
+filesystems), worktrees with more than `max_dirs` directories, and any worktree once the kernel
+refuses a watch. Writes through shared memory maps and through hard links from outside the
+worktree raise no event; such edits are seen once any other change in the worktree, the index
+or HEAD happens.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ class _Tree:
 @dataclass
 class _Watch:
     path: str
-    role: str  # "tree", "gitdir", "common" or "info"
-    trees: set[str] = field(default_factory=set)
+    # Workdir of each worktree using the watch -> what the directory is to it: "tree",
+    # "gitdir", "common" or "info" (a main worktree's git dir is a linked one's common dir).
+    roles: dict[str, str] = field(default_factory=dict)
 
 
 class StatusWatch:
@@ -128,6 +130,10 @@ class StatusWatch:
             self.hits += 1
             return tree.count
         self.misses += 1
+        if tree.key is not None and tree.key != key:
+            # Which folders can matter depends on HEAD's tree and on the ignore rules.
+            tree.recheck_pruned = tree.recheck_pruned or key[0] != tree.key[0]
+            tree.rescan = tree.rescan or key[1:] != tree.key[1:]
         try:
             self._update_watches(tree, repo)
         except _Uncacheable as exc:
@@ -151,11 +157,13 @@ class StatusWatch:
 
     def _tree(self, repo: pygit2.Repository) -> _Tree:
         workdir = os.path.realpath(repo.workdir)
+        git_dirs = (os.path.realpath(repo.path), os.path.realpath(_common_dir(repo)))
         tree = self._trees.pop(workdir, None)
+        if tree is not None and tree.git_dirs != git_dirs:  # another repository there now
+            self._unwatch(tree)
+            tree = None
         if tree is None:
-            git_dir = os.path.realpath(repo.path)
-            common = os.path.realpath(_common_dir(repo))
-            tree = _Tree(workdir, (git_dir, common))
+            tree = _Tree(workdir, git_dirs)
             reason = _why_uncacheable(workdir, tree.git_dirs)
             if reason is not None:
                 tree.cacheable = False
@@ -215,6 +223,10 @@ class StatusWatch:
             except OSError:
                 continue
             for entry in entries:
+                if entry.name == ".git" and path != tree.workdir:
+                    # A commit inside a nested repository (a submodule, or one added without
+                    # .gitmodules) can change the status without touching a watched file.
+                    raise _Uncacheable(f"it holds a nested repository at {path}")
                 if entry.name == ".git" or not entry.is_dir(follow_symlinks=False):
                     continue
                 if _ignored_and_untracked(repo, head_tree, entry.path, tree.workdir):
@@ -233,9 +245,9 @@ class StatusWatch:
             raise _Uncacheable(f"inotify refused a watch on {path}: {exc.strerror}") from exc
         watch = self._watches.get(wd)
         if watch is None:
-            watch = self._watches[wd] = _Watch(path, role)
-        watch.path, watch.role = path, role
-        watch.trees.add(tree.workdir)
+            watch = self._watches[wd] = _Watch(path)
+        watch.path = path
+        watch.roles[tree.workdir] = role
         tree.wds.add(wd)
 
     def _unwatch(self, tree: _Tree) -> None:
@@ -243,8 +255,8 @@ class StatusWatch:
             watch = self._watches.get(wd)
             if watch is None:
                 continue
-            watch.trees.discard(tree.workdir)
-            if not watch.trees:
+            watch.roles.pop(tree.workdir, None)
+            if not watch.roles:
                 del self._watches[wd]
                 if self._inotify is not None:
                     with contextlib.suppress(OSError):  # gone with its directory
@@ -271,31 +283,30 @@ class StatusWatch:
             return
         if mask & F.IGNORED:
             del self._watches[wd]
-        if watch.role == "common" and name not in _COMMON_NAMES:
+        for workdir, role in watch.roles.items():
+            tree = self._trees.get(workdir)
+            if tree is not None:
+                self._invalidate(tree, role, watch.path, mask, name)
+
+    @staticmethod
+    def _invalidate(tree: _Tree, role: str, path: str, mask: int, name: str) -> None:
+        if role == "common" and name not in _COMMON_NAMES:
             return
-        if watch.role != "tree" and name.endswith(".lock"):
+        if role != "tree" and name.endswith(".lock"):
             return  # git takes locks even to change nothing; a change lands by renaming one
-        rescan = (
-            watch.role == "info"
-            or (watch.role != "tree" and name in _RULE_FILES)
+        tree.count = None
+        tree.rescan = tree.rescan or (
+            role == "info"
+            or (role != "tree" and name in _RULE_FILES)
             or bool(mask & _RESCAN)
             or (bool(mask & F.ISDIR) and bool(mask & _MOVES))
-            or (bool(mask & _GONE) and (watch.role == "gitdir" or watch.path in watch.trees))
+            or (bool(mask & _GONE) and (role == "gitdir" or path == tree.workdir))
         )
-        walk = None
-        if watch.role == "tree" and name == ".gitignore":
-            walk = watch.path
+        tree.recheck_pruned = tree.recheck_pruned or role == "gitdir"
+        if role == "tree" and (name == ".gitignore" or (name == ".git" and path != tree.workdir)):
+            tree.new_dirs.append(path)
         elif mask & F.ISDIR and mask & F.CREATE:
-            walk = os.path.join(watch.path, name)
-        for workdir in watch.trees:
-            tree = self._trees.get(workdir)
-            if tree is None:
-                continue
-            tree.count = None
-            tree.rescan = tree.rescan or rescan
-            tree.recheck_pruned = tree.recheck_pruned or watch.role == "gitdir"
-            if walk is not None:
-                tree.new_dirs.append(walk)
+            tree.new_dirs.append(os.path.join(path, name))
 
 
 def _common_dir(repo: pygit2.Repository) -> str:
@@ -335,30 +346,30 @@ def _ignored_and_untracked(
 
 
 def _key(repo: pygit2.Repository) -> tuple[object, ...]:
-    """HEAD's commit and the identity of every file outside the watched directories that
-    git reads to count a status (global and system config, global ignore files)."""
+    """HEAD's commit, the configuration (whichever file, included ones too, set it) and the
+    identity of the global ignore and attributes files."""
     try:
         head: object = repo.head.target
     except (pygit2.GitError, KeyError, ValueError):
         head = None
-    return (head, *(_stamp(path) for path in _global_files(repo)))
-
-
-def _global_files(repo: pygit2.Repository) -> list[str]:
-    home = os.path.expanduser("~")
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    files = [
-        os.path.join(home, ".gitconfig"),
-        os.path.join(xdg, "git", "config"),
-        os.path.join(xdg, "git", "ignore"),
-        "/etc/gitconfig",
-    ]
     try:
-        excludes = repo.config["core.excludesFile"]
-    except (KeyError, pygit2.GitError):
-        excludes = None
-    if excludes:
-        files.append(os.path.expanduser(str(excludes)))
+        config: object = tuple((entry.name, entry.raw_value) for entry in repo.config)
+    except pygit2.GitError:
+        config = None
+    return (head, config, *(_stamp(path) for path in _global_rule_files(repo)))
+
+
+def _global_rule_files(repo: pygit2.Repository) -> list[str]:
+    """Global ignore and attributes files: both decide what a status reports."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    files = [os.path.join(xdg, "git", "ignore"), os.path.join(xdg, "git", "attributes")]
+    for key in ("core.excludesFile", "core.attributesFile"):
+        try:
+            value = repo.config[key]
+        except (KeyError, pygit2.GitError):
+            continue
+        if value:
+            files.append(os.path.expanduser(str(value)))
     return files
 
 
