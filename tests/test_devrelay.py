@@ -767,7 +767,8 @@ async def test_upgrade_times_out(make_relay: MakeRelay) -> None:
     async def settled() -> bool:
         for oid in ("h1", "h2"):
             await relay.ok("POST", f"/api/orchestrators/{oid}/heartbeat", {"version": "0.5.0"})
-        return (await relay.ok("GET", f"/api/commands/{cid}"))["status"] != "pending"
+        hosts = [await relay.ok("GET", f"/api/orchestrators/{o}") for o in ("h1", "h2")]
+        return all(host["upgrade"]["status"] != "pending" for host in hosts)
 
     await eventually(settled)
     message = "upgrade timed out; orchestrator still reports 0.5.0 (wanted 0.6.0)"
