@@ -14,20 +14,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostd.git.status import count_dirty
+from hostd.git.status import Tally, retally, tally
 from hostd.git.statuswatch import LOCAL_FILESYSTEMS, StatusWatch, filesystem_type
 from tests.gitrepo import Repo, git, init_repo
 
 
 class Counted:
-    """`count_dirty` that remembers how often it ran."""
+    """`tally` and `retally`, remembering how often each ran."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.full = 0
+        self.partial = 0
 
-    def __call__(self, repo: pygit2.Repository) -> int:
-        self.calls += 1
-        return count_dirty(repo)
+    @property
+    def calls(self) -> int:
+        return self.full + self.partial
+
+    def tally(self, repo: pygit2.Repository) -> Tally:
+        self.full += 1
+        return tally(repo)
+
+    def retally(self, repo: pygit2.Repository, kept: Tally, paths: set[str]) -> bool:
+        self.partial += 1
+        return retally(repo, kept, paths)
 
 
 @pytest.fixture
@@ -63,12 +72,13 @@ def porcelain_count(path: Path) -> int:
 
 
 def check(watch: StatusWatch, repo: Repo, counted: Counted | None = None) -> int:
-    """The watched count equals git's; returns how many times it was computed afresh."""
+    """The watched count equals git's; returns 1 when it was counted again (in whole or in
+    part), 0 when it came from memory."""
     counted = counted or Counted()
     handle = pygit2.Repository(str(repo.path))
     before = counted.calls
-    assert watch.count(handle, counted) == porcelain_count(repo.path)
-    return counted.calls - before
+    assert watch.count(handle, counted.tally, counted.retally) == porcelain_count(repo.path)
+    return int(counted.calls > before)
 
 
 def test_unchanged_tree_is_answered_from_memory(watch: StatusWatch, tree: Repo) -> None:
@@ -270,9 +280,11 @@ def test_filesystem_type_of_the_test_folder_is_known(tmp_path: Path) -> None:
     assert filesystem_type("/proc/self") == "proc"
 
 
-FILES = ["a.txt", "d/b.txt", "d/e/c.txt", "ign/x.txt", "n/m/new.txt"]
+FILES = ["a.txt", "d/b.txt", "d/u.txt", "d/e/c.txt", "ign/x.txt", "n/m/new.txt"]
+OPERATIONS = ["write", "write", "delete", "mkdir", "rmtree", "stage", "commit", "ignore", "chmod"]
+OPERATIONS += ["unstage folder", "untracked no", "untracked normal", "untracked all"]
 operation = st.tuples(
-    st.sampled_from(["write", "delete", "mkdir", "rmtree", "stage", "commit", "ignore", "chmod"]),
+    st.sampled_from(OPERATIONS),
     st.sampled_from(FILES),
 )
 
@@ -310,6 +322,10 @@ def _random_change(repo: Repo, op: str, rel: str) -> None:
         repo.git("commit", "-q", "--allow-empty", "-m", "c")
     elif op == "ignore":
         (repo.path / ".gitignore").write_text(f"{rel}\n")
+    elif op == "unstage folder":
+        repo.git("rm", "-q", "-r", "--cached", "--ignore-unmatch", str(Path(rel).parent))
+    elif op.startswith("untracked "):
+        repo.git("config", "status.showUntrackedFiles", op.split()[1])
     elif op == "chmod" and path.is_file():
         os.chmod(path, 0o755 if not os.access(path, os.X_OK) else 0o644)
 
@@ -396,3 +412,65 @@ def test_included_config_file_change_is_seen(
     check(watch, tree)
     included.write_text("[status]\n\tshowUntrackedFiles = no\n")
     assert check(watch, tree) == 1
+
+
+def counts_after(watch: StatusWatch, repo: Repo, change: Change) -> tuple[int, int]:
+    """Whole and partial recounts that `change` causes (the count is checked against git)."""
+    counted = Counted()
+    check(watch, repo, counted)
+    full, partial = counted.full, counted.partial
+    change(repo)
+    check(watch, repo, counted)
+    return counted.full - full, counted.partial - partial
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["edit a tracked file", "new file in a tracked folder", "delete", "chmod", "edit twice"],
+)
+def test_file_changes_are_counted_file_by_file(watch: StatusWatch, tree: Repo, name: str) -> None:
+    changes: dict[str, Change] = {
+        "edit a tracked file": lambda r: r.write("src/app/main.py", "print(2)\n"),
+        "new file in a tracked folder": lambda r: r.write("src/lib/new.py", "n\n"),
+        "delete": lambda r: (r.path / "docs/guide.md").unlink(),
+        "chmod": _chmod,
+        "edit twice": lambda r: (r.write("docs/guide.md", "1\n"), r.write("docs/guide.md", "")),
+    }
+    assert counts_after(watch, tree, changes[name]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "new file in an untracked folder",
+        "new file in a new folder",
+        "new file where the index deleted the folder",
+        "new file after staging",
+        ".gitignore edited",
+    ],
+)
+def test_changes_a_file_cannot_tell_are_counted_whole(
+    watch: StatusWatch, tree: Repo, name: str
+) -> None:
+    if name == "new file where the index deleted the folder":
+        tree.git("rm", "-q", "-r", "--cached", "src/lib")
+    changes: dict[str, Change] = {
+        "new file in an untracked folder": lambda r: r.write("scratch/more.txt", "m\n"),
+        "new file in a new folder": lambda r: r.write("fresh/new.txt", "n\n"),
+        "new file where the index deleted the folder": lambda r: r.write("src/lib/x.py", "x\n"),
+        "new file after staging": lambda r: (r.write("a.txt", "a\n"), r.git("add", "a.txt")),
+        ".gitignore edited": lambda r: r.write(".gitignore", "*.log\n"),
+    }
+    full, _ = counts_after(watch, tree, changes[name])
+    assert full == 1
+
+
+@pytest.mark.parametrize("mode", ["no", "normal", "all"])
+def test_file_by_file_follows_the_untracked_mode(watch: StatusWatch, tree: Repo, mode: str) -> None:
+    tree.git("config", "status.showUntrackedFiles", mode)
+    assert counts_after(watch, tree, lambda r: r.write("src/lib/new.py", "n\n")) == (0, 1)
+    tree.write("scratch/deeper/more.txt", "m\n")
+    check(watch, tree)
+    tree.write("src/lib/other.py", "o\n")
+    (tree.path / "scratch/notes.txt").unlink()
+    assert counts_after(watch, tree, lambda r: (r.path / "src/lib/new.py").unlink())[1] == 1

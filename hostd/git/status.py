@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
@@ -46,6 +48,101 @@ def _staged_renames(repo: pygit2.Repository) -> int:
     return sum(1 for delta in diff.deltas if delta.status == DeltaStatus.RENAMED)
 
 
+@dataclass
+class Tally:
+    """The lines `git status --porcelain` prints, path by path; a staged rename's two paths
+    make one line (`renames`). `staged_deletions` are paths deleted from the index."""
+
+    mode: str
+    lines: dict[str, int]
+    renames: int
+    staged_deletions: frozenset[str]
+
+    @property
+    def count(self) -> int:
+        return sum(self.lines.values()) - self.renames
+
+
+def tally(repo: pygit2.Repository) -> Tally:
+    """The whole status, counted from the working tree."""
+    mode = untracked_mode(repo)
+    lines: dict[str, int] = {}
+    deleted: set[str] = set()
+    added = False
+    for path, flags in repo.status(untracked_files=mode, ignored=False).items():
+        if flags & FileStatus.IGNORED:
+            continue
+        # git hides an untracked directory that replaced a tracked file of the same name.
+        hidden = mode == "normal" and flags == FileStatus.WT_NEW and path.endswith("/")
+        if hidden and path[:-1] in repo.index:
+            continue
+        lines[path] = _lines(flags)
+        if flags & FileStatus.INDEX_DELETED:
+            deleted.add(path)
+        added = added or bool(flags & FileStatus.INDEX_NEW)
+    renames = _staged_renames(repo) if deleted and added else 0
+    return Tally(mode, lines, renames, frozenset(deleted))
+
+
+def _lines(flags: int) -> int:
+    if flags in (FileStatus.CURRENT, FileStatus.IGNORED):
+        return 0
+    # git prints a path staged for deletion and present on disk twice: `D  p` and `?? p`.
+    return 2 if flags & _INDEX_CHANGES and flags & FileStatus.WT_NEW else 1
+
+
+def retally(repo: pygit2.Repository, tally: Tally, paths: set[str]) -> bool:
+    """Update `tally` for files changed at `paths` (the index, HEAD and configuration as they
+    were); False, leaving it part-updated, when some path is not listed under its own name."""
+    if untracked_mode(repo) != tally.mode:
+        return False
+    head = _head_tree(repo)
+    if not all(_listed_as_itself(repo, head, tally, path) for path in paths):
+        return False
+    for path in paths:
+        try:
+            flags = repo.status_file(path)
+        except KeyError:  # neither in the index nor on disk
+            flags = 0
+        if tally.mode == "no":
+            flags &= ~FileStatus.WT_NEW
+        if _lines(flags):
+            tally.lines[path] = _lines(flags)
+        else:
+            tally.lines.pop(path, None)
+    return True
+
+
+def _head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
+    try:
+        return repo.head.peel(pygit2.Tree)
+    except (pygit2.GitError, KeyError, ValueError):
+        return None
+
+
+def _listed_as_itself(
+    repo: pygit2.Repository, head: pygit2.Tree | None, tally: Tally, path: str
+) -> bool:
+    """Is `path` a line of its own, not part of an untracked folder's line? True for files in
+    the index and, unless untracked folders are shown whole, for files in folders of HEAD's tree
+    from which the index deleted nothing."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if path in repo.index or tally.mode == "all":
+        return True
+    folder = path.rpartition("/")[0]
+    if not folder:
+        return True
+    if head is None or any(p.startswith(folder + "/") for p in tally.staged_deletions):
+        return False
+    try:
+        return isinstance(head[folder], pygit2.Tree)
+    except KeyError:
+        return False
+
+
 _watch: StatusWatch | None = None
 
 
@@ -61,27 +158,9 @@ def dirty_count(repo: pygit2.Repository) -> int:
     """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked."""
     if _watch is None:
         return count_dirty(repo)
-    return _watch.count(repo, count_dirty)
+    return _watch.count(repo, tally, retally)
 
 
 def count_dirty(repo: pygit2.Repository) -> int:
     """`dirty_count` computed from the working tree, never from memory."""
-    mode = untracked_mode(repo)
-    entries = repo.status(untracked_files=mode, ignored=False)
-    count = 0
-    deleted = added = False
-    for path, flags in entries.items():
-        if flags & FileStatus.IGNORED:
-            continue
-        # git hides an untracked directory that replaced a tracked file of the same name.
-        hidden = mode == "normal" and flags == FileStatus.WT_NEW and path.endswith("/")
-        if hidden and path[:-1] in repo.index:
-            continue
-        staged = flags & _INDEX_CHANGES
-        # git prints a path staged for deletion and present on disk twice: `D  p` and `?? p`.
-        count += 2 if staged and flags & FileStatus.WT_NEW else 1
-        deleted = deleted or bool(flags & FileStatus.INDEX_DELETED)
-        added = added or bool(flags & FileStatus.INDEX_NEW)
-    if deleted and added:
-        count -= _staged_renames(repo)
-    return count
+    return tally(repo).count

@@ -25,6 +25,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import psutil
 import pygit2
@@ -76,6 +77,19 @@ _RULE_FILES = frozenset({"config", "config.worktree", "info"})
 _COMMON_NAMES = _RULE_FILES
 
 
+MAX_CHANGED_FILES = 256
+
+
+class Tally(Protocol):
+    @property
+    def count(self) -> int: ...
+
+
+T = TypeVar("T", bound=Tally)
+Full = Callable[[pygit2.Repository], T]
+Update = Callable[[pygit2.Repository, T, set[str]], bool]
+
+
 class _Uncacheable(Exception):
     pass
 
@@ -87,8 +101,11 @@ class _Tree:
     workdir: str
     git_dirs: tuple[str, ...]
     cacheable: bool = True
-    count: int | None = None
+    tally: Tally | None = None
     key: tuple[object, ...] | None = None
+    stale: bool = True
+    # Files (relative) with events since the tally; None when only a whole recount will do.
+    changed: set[str] | None = None
     rescan: bool = True
     recheck_pruned: bool = False
     new_dirs: list[str] = field(default_factory=list)
@@ -117,30 +134,39 @@ class StatusWatch:
         self._watches: dict[int, _Watch] = {}
         self.hits = 0
         self.misses = 0
+        self.full_counts = 0
 
-    def count(self, repo: pygit2.Repository, compute: Callable[[pygit2.Repository], int]) -> int:
-        """`compute(repo)`, or the count it gave last time when nothing changed since."""
+    def count(self, repo: pygit2.Repository, full: Full[T], update: Update[T]) -> int:
+        """The count of `full(repo)`, kept from the last call when nothing changed since, or
+        brought up to date by `update(repo, tally, files)` when only some files changed."""
         tree = self._tree(repo)
         if not tree.cacheable:
             self.misses += 1
-            return compute(repo)
+            return full(repo).count
         self._drain()
         key = _key(repo)
-        if tree.count is not None and tree.key == key:
+        if tree.tally is not None and not tree.stale and tree.key == key:
             self.hits += 1
-            return tree.count
+            return tree.tally.count
         self.misses += 1
         if tree.key is not None and tree.key != key:
             # Which folders can matter depends on HEAD's tree and on the ignore rules.
             tree.recheck_pruned = tree.recheck_pruned or key[0] != tree.key[0]
             tree.rescan = tree.rescan or key[1:] != tree.key[1:]
+            tree.changed = None
+        if tree.rescan or tree.recheck_pruned or tree.new_dirs:
+            tree.changed = None
         try:
             self._update_watches(tree, repo)
         except _Uncacheable as exc:
             self._give_up(tree, str(exc))
-            return compute(repo)
-        tree.count, tree.key = compute(repo), key
-        return tree.count
+            return full(repo).count
+        changed, tree.changed, tree.stale = tree.changed, set(), False
+        if tree.tally is None or changed is None or not update(repo, tree.tally, changed):
+            tree.tally = full(repo)
+            self.full_counts += 1
+        tree.key = key
+        return tree.tally.count
 
     def close(self) -> None:
         if self._inotify is not None:
@@ -178,7 +204,7 @@ class StatusWatch:
         log.warning("status of %s is no longer cached: %s", tree.workdir, reason)
         self._unwatch(tree)
         tree.cacheable = False
-        tree.count = None
+        tree.tally = None
 
     def _update_watches(self, tree: _Tree, repo: pygit2.Repository) -> None:
         if tree.rescan:
@@ -276,7 +302,7 @@ class StatusWatch:
     def _apply(self, wd: int, mask: int, name: str) -> None:
         if mask & F.Q_OVERFLOW:
             for tree in self._trees.values():
-                tree.count, tree.rescan = None, True
+                tree.stale, tree.rescan, tree.changed = True, True, None
             return
         watch = self._watches.get(wd)
         if watch is None:
@@ -294,7 +320,16 @@ class StatusWatch:
             return
         if role != "tree" and name.endswith(".lock"):
             return  # git takes locks even to change nothing; a change lands by renaming one
-        tree.count = None
+        tree.stale = True
+        file_event = (
+            role == "tree"
+            and name not in ("", ".gitignore", ".git")
+            and not mask & (F.ISDIR | _RESCAN | _GONE)
+        )
+        if not file_event or tree.changed is None or len(tree.changed) >= MAX_CHANGED_FILES:
+            tree.changed = None
+        else:
+            tree.changed.add(os.path.relpath(os.path.join(path, name), tree.workdir))
         tree.rescan = tree.rescan or (
             role == "info"
             or (role != "tree" and name in _RULE_FILES)
