@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import importlib.util
 import json
@@ -42,6 +43,7 @@ FULL = {"files": 20_000, "dirs": 200, "commits": 2_000, "worktrees": 20, "reques
 FULL |= {"mixed": 1_000, "health_samples": 300}
 QUICK = {"files": 2_000, "dirs": 200, "commits": 200, "worktrees": 5, "requests": 10}
 QUICK |= {"mixed": 200, "health_samples": 100}
+EDIT_LINE = b"edited by the benchmark\n"
 RSS_GROWTH_LIMIT_MB = 2.0  # below this, growth is allocator noise rather than a leak
 ENDPOINTS = {
     "probe": "/api/workspace/probe",
@@ -63,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("on", "off"),
         default="on",
         help="workspaces.keep_status of the daemon (off: every query counts the status afresh)",
+    )
+    parser.add_argument(
+        "--edit",
+        action="store_true",
+        help="edit a tracked file of the worktree before every request, hostd's and git's",
     )
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / ".work")
     args = parser.parse_args(argv)
@@ -247,6 +254,7 @@ def measure(
     n: int,
     env: dict[str, str],
     errors: Counter[str],
+    edit: bool = False,
 ) -> tuple[list[float], list[float]]:
     """hostd and git latencies, alternating so both see the same background load."""
     urls = [query_url(endpoint, tree) for tree in trees]
@@ -255,13 +263,31 @@ def measure(
         git_sequence(endpoint, tree, env)
     mine, theirs = [], []
     for i in range(n):
+        tree = trees[i % len(trees)]
+        if edit:
+            edit_tracked_file(tree)
         seconds, status, body = client.get(urls[i % len(urls)])
         mine.append(seconds)
         check(errors, endpoint, status, body)
+        if edit:
+            edit_tracked_file(tree)
         started = time.perf_counter()
-        git_sequence(endpoint, trees[i % len(trees)], env)
+        git_sequence(endpoint, tree, env)
         theirs.append(time.perf_counter() - started)
     return mine, theirs
+
+
+@functools.cache
+def tracked_text_file(tree: Path) -> Path:
+    listed = subprocess.run(["git", "ls-files", "*.txt"], cwd=tree, capture_output=True, text=True)
+    return tree / next(p for p in listed.stdout.splitlines() if (tree / p).is_file())
+
+
+def edit_tracked_file(tree: Path) -> None:
+    """Append a line to, or take it back from, a tracked text file of the worktree."""
+    target = tracked_text_file(tree)
+    data = target.read_bytes()
+    target.write_bytes(data[: -len(EDIT_LINE)] if data.endswith(EDIT_LINE) else data + EDIT_LINE)
 
 
 def health_under_load(port: int, heavy_url: str, samples: int) -> tuple[list[float], int]:
@@ -306,7 +332,7 @@ def run_benchmark(args: argparse.Namespace, layout: Layout, env: dict[str, str])
         hostd_samples, git_samples = {}, {}
         for endpoint in ENDPOINTS:
             hostd_samples[endpoint], git_samples[endpoint] = measure(
-                client, endpoint, layout.worktrees, args.requests, env, errors
+                client, endpoint, layout.worktrees, args.requests, env, errors, args.edit
             )
         heavy = query_url("diff", layout.largest)
         health, heavy_done = health_under_load(daemon.port, heavy, args.health_samples)
@@ -403,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
     env = bench_env(args.workdir)
+    if args.edit:
+        # git would rewrite each edited worktree's index, and hostd count it whole again.
+        env["GIT_OPTIONAL_LOCKS"] = "0"
     spec = Spec(args.files, args.dirs, args.commits, args.worktrees, args.seed)
     started = time.perf_counter()
     layout, generated = ensure_repo(args.workdir, spec, env)
@@ -417,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {os.cpu_count()} CPUs, {git_version.strip()}, Python {sys.version.split()[0]}, "
         f"hostd {v['version']} (pygit2 {v['pygit2']}, libgit2 {v['libgit2']})\n"
         f"workspaces.keep_status: {args.keep_status}; "
+        f"{'a tracked file edited before every request; ' if args.edit else ''}"
         f"hostd latency over one keep-alive HTTP connection; git CLI: the earlier host's "
         f"command sequence per request, run as subprocesses one after another\n"
     )
