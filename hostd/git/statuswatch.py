@@ -6,7 +6,9 @@ again can skip that when nothing changed. Each worktree gets inotify watches on 
 `info/` of the common git directory. The kernel queues an event before the write that caused it
 returns, so draining the queue at the start of each query sees every change made before the
 query. The key of a cached count also holds HEAD's commit, the configuration values (from
-whichever file, included ones too) and the identity of the global ignore files.
+whichever file, included ones too) and the identity of the global ignore files. When the only
+events since the last count are on files (no folder created, moved or deleted, nothing in a git
+directory), the caller's `update` may recount just those files.
 
 Not cached (counted afresh every time): worktrees with submodules or other repositories nested
 in a watched folder (a commit inside one can change the superproject's status without touching
