@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,40 @@ async def test_workspace_routes_need_the_token(client: TestClient, route: str) -
     assert await get(client, route, token=TOKEN + "x") == (401, {"error": "unauthorized"})
     status, _ = await get(client, route)
     assert status == 200
+
+
+async def raw_get(client: TestClient, target: str, header: bytes) -> tuple[int, Any]:
+    """GET with one header line sent as raw bytes (aiohttp's client would re-encode it)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".encode()
+        + header
+        + b"\r\n\r\n"
+    )
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("value", [b"\xff", b"s3cret-token\xff", b"\xc3", b"\x80abc"])
+async def test_token_header_that_is_not_utf8_is_401(client: TestClient, value: bytes) -> None:
+    header = b"X-Agent-Relay-Token: " + value
+    assert await raw_get(client, "/api/workspace/probe", header) == (
+        401,
+        {"error": "unauthorized"},
+    )
+
+
+async def test_token_header_sent_as_raw_utf8_bytes_matches(
+    aiohttp_client: Any, base_dir: Path
+) -> None:
+    token = "jeton-é"
+    client = await aiohttp_client(create_app(make_config(base_dir, **{"relay.token": token})))
+    header = b"X-Agent-Relay-Token: " + token.encode()
+    status, body = await raw_get(client, "/api/workspace/probe", header)
+    assert status == 200 and body["isGitRepo"] is False
 
 
 async def test_token_query_parameter_is_accepted(client: TestClient, repo: Repo) -> None:

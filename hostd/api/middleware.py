@@ -78,10 +78,15 @@ def access_log(metrics: Metrics) -> Callable[[web.Request, Handler], Awaitable[w
     return middleware
 
 
+def _token_bytes(value: str) -> bytes:
+    # Header values that are not UTF-8 arrive with lone surrogates, which plain encode() rejects.
+    return value.encode("utf-8", "surrogatepass")
+
+
 def token_matches(request: web.Request, token: str) -> bool:
-    expected = token.encode()
+    expected = _token_bytes(token)
     for given in (request.headers.get("X-Agent-Relay-Token"), request.query.get("token")):
-        if given is not None and hmac.compare_digest(given.encode(), expected):
+        if given is not None and hmac.compare_digest(_token_bytes(given), expected):
             return True
     return False
 
