@@ -80,3 +80,11 @@ def resolve_base(
             landing_name=landing_name,
         )
     return None
+
+
+def head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
+    """HEAD's tree; None when HEAD is unborn or broken."""
+    try:
+        return repo.head.peel(pygit2.Tree)
+    except (pygit2.GitError, KeyError, ValueError):
+        return None

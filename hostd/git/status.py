@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
+from hostd.git.refs import head_tree
 from hostd.git.statuswatch import StatusWatch
 
 _INDEX_CHANGES = (
@@ -96,7 +97,7 @@ def retally(repo: pygit2.Repository, tally: Tally, paths: set[str]) -> bool:
     were); False, leaving it part-updated, when some path is not listed under its own name."""
     if untracked_mode(repo) != tally.mode:
         return False
-    head = _head_tree(repo)
+    head = head_tree(repo)
     if not all(_listed_as_itself(repo, head, tally, path) for path in paths):
         return False
     for path in paths:
@@ -111,13 +112,6 @@ def retally(repo: pygit2.Repository, tally: Tally, paths: set[str]) -> bool:
         else:
             tally.lines.pop(path, None)
     return True
-
-
-def _head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
-    try:
-        return repo.head.peel(pygit2.Tree)
-    except (pygit2.GitError, KeyError, ValueError):
-        return None
 
 
 def _listed_as_itself(

@@ -34,6 +34,8 @@ import pygit2
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from hostd.git.refs import head_tree
+
 log = logging.getLogger(__name__)
 
 LOCAL_FILESYSTEMS = frozenset(
@@ -236,9 +238,9 @@ class StatusWatch:
 
     def _watch_dirs(self, tree: _Tree, top: str, repo: pygit2.Repository) -> None:
         """Watch `top` and the directories below it that can hold status-relevant files."""
-        head_tree = _head_tree(repo)
+        head = head_tree(repo)
         pending = [top]
-        if top != tree.workdir and _ignored_and_untracked(repo, head_tree, top, tree.workdir):
+        if top != tree.workdir and _ignored_and_untracked(repo, head, top, tree.workdir):
             tree.pruned.append(top)
             pending.clear()
         while pending:
@@ -257,7 +259,7 @@ class StatusWatch:
                     raise _Uncacheable(f"it holds a nested repository at {path}")
                 if entry.name == ".git" or not entry.is_dir(follow_symlinks=False):
                     continue
-                if _ignored_and_untracked(repo, head_tree, entry.path, tree.workdir):
+                if _ignored_and_untracked(repo, head, entry.path, tree.workdir):
                     tree.pruned.append(entry.path)
                 else:
                     pending.append(entry.path)
@@ -354,13 +356,6 @@ def _common_dir(repo: pygit2.Repository) -> str:
     except OSError:
         return git_dir
     return os.path.normpath(os.path.join(git_dir, common))
-
-
-def _head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
-    try:
-        return repo.head.peel(pygit2.Tree)
-    except (pygit2.GitError, KeyError, ValueError):
-        return None
 
 
 def _ignored_and_untracked(
