@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hostd import SEMVER
 from hostd.devrelay import RelaySettings, Store, create_app, start
 from hostd.devrelay.model import path_within_base
+from tests.relay_harness import wait_until
 
 TOKEN = "relay-secret"
 HEADER = "X-Agent-Relay-Token"
@@ -167,17 +168,6 @@ async def host(aiohttp_server: Any) -> tuple[StandInHost, str]:
     return stand_in, str(server.make_url("")).rstrip("/")
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
-    """Poll `check` until it returns something truthy, failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -218,7 +208,7 @@ async def test_host_goes_offline_when_heartbeats_stop(make_relay: MakeRelay) -> 
     async def offline() -> bool:
         return (await relay.ok("GET", "/api/orchestrators/h1"))["status"] == "offline"
 
-    await eventually(offline)
+    await wait_until(offline, 5.0)
     await relay.ok("POST", "/api/orchestrators/h1/heartbeat", {})
     assert (await relay.ok("GET", "/api/orchestrators/h1"))["status"] == "online"
 
@@ -392,7 +382,7 @@ async def test_pending_commands_time_out_after_ttl(relay: Relay) -> None:
         got = await relay.ok("GET", f"/api/commands/{expiring['id']}")
         return got["status"] == "timed_out"
 
-    await eventually(timed_out)
+    await wait_until(timed_out, 5.0)
     assert await relay.ok("GET", "/api/commands?status=pending") == []
     status, body = await relay.patch(expiring["id"], {"status": "accepted"})
     assert (status, body) == (409, {"error": "command is already timed_out"})
@@ -497,7 +487,7 @@ async def test_merge_refusals(make_relay: MakeRelay) -> None:
     async def offline() -> bool:
         return (await relay.ok("GET", "/api/orchestrators/h1"))["status"] == "offline"
 
-    await eventually(offline)
+    await wait_until(offline, 5.0)
     status, body = await relay.call("POST", "/api/workspaces/ws1/actions", {"action": "merge"})
     assert status == 409
     assert (await relay.ok("GET", "/api/workspaces/ws1"))["status"] == "active"
@@ -542,7 +532,7 @@ async def test_cleanup_action_queues_even_for_an_offline_owner(make_relay: MakeR
     async def offline() -> bool:
         return (await relay.ok("GET", "/api/orchestrators/h1"))["status"] == "offline"
 
-    await eventually(offline)
+    await wait_until(offline, 5.0)
     reply = await relay.ok("POST", "/api/workspaces/ws2/actions", {"action": "cleanup"}, 202)
     assert reply["command"]["target"] == "orchestrator-h1"
     assert reply["command"]["params"]["queued"] is True
@@ -770,7 +760,7 @@ async def test_upgrade_times_out(make_relay: MakeRelay) -> None:
         hosts = [await relay.ok("GET", f"/api/orchestrators/{o}") for o in ("h1", "h2")]
         return all(host["upgrade"]["status"] != "pending" for host in hosts)
 
-    await eventually(settled)
+    await wait_until(settled, 5.0)
     message = "upgrade timed out; orchestrator still reports 0.5.0 (wanted 0.6.0)"
     command = await relay.ok("GET", f"/api/commands/{cid}")
     assert (command["status"], command["error"]) == ("failed", message)
@@ -962,7 +952,7 @@ async def test_hang_switch_holds_requests_until_cleared(relay: Relay) -> None:
         log = await relay.ok("GET", "/api/_dev/requests?method=PATCH")
         return bool(log["requests"])
 
-    await eventually(arrived)
+    await wait_until(arrived, 5.0)
     assert (await relay.call("GET", "/api/commands"))[0] == 200
     assert not patch.done()
     assert (await relay.ok("GET", f"/api/commands/{cid}"))["status"] == "pending"
@@ -987,7 +977,7 @@ async def test_hung_requests_are_released_on_shutdown() -> None:
             async with session.get(f"{url}/api/_dev/requests") as res:
                 return bool((await res.json())["requests"])
 
-        await eventually(arrived)
+        await wait_until(arrived, 5.0)
         started = time.monotonic()
         await runner.cleanup()
         assert await asyncio.wait_for(request, 5) == 503
@@ -1130,7 +1120,7 @@ async def test_run_serves_from_a_separate_process() -> None:
                     except aiohttp.ClientConnectionError:
                         return None
 
-                assert await eventually(answers, timeout=10) == 200
+                assert await wait_until(answers, timeout=10) == 200
         finally:
             proc.terminate()
             proc.wait(timeout=10)
