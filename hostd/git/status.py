@@ -151,10 +151,5 @@ def keep_counts(enabled: bool) -> None:
 def dirty_count(repo: pygit2.Repository) -> int:
     """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked."""
     if _watch is None:
-        return count_dirty(repo)
+        return tally(repo).count
     return _watch.count(repo, tally, retally)
-
-
-def count_dirty(repo: pygit2.Repository) -> int:
-    """`dirty_count` computed from the working tree, never from memory."""
-    return tally(repo).count

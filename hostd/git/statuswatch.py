@@ -75,10 +75,9 @@ _DIR_MASK = (
 _RESCAN = F.MOVE_SELF | F.UNMOUNT
 _GONE = F.DELETE_SELF | F.IGNORED
 _MOVES = F.MOVED_FROM | F.MOVED_TO
-# Files in git directories whose change can change which files are ignored.
+# Files in git directories whose change can change which files are ignored; in the common git
+# directory, the only names that matter to a linked worktree's status.
 _RULE_FILES = frozenset({"config", "config.worktree", "info"})
-# Names in the common git directory that matter to a linked worktree's status.
-_COMMON_NAMES = _RULE_FILES
 
 
 MAX_CHANGED_FILES = 256
@@ -107,7 +106,6 @@ class _Tree:
     cacheable: bool = True
     tally: Tally | None = None
     key: tuple[object, ...] | None = None
-    stale: bool = True
     # Files (relative) with events since the tally; None when only a whole recount will do.
     changed: set[str] | None = None
     rescan: bool = True
@@ -115,6 +113,11 @@ class _Tree:
     new_dirs: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     wds: set[int] = field(default_factory=set)
+
+    @property
+    def stale(self) -> bool:
+        """Something happened since the tally was made."""
+        return self.changed is None or bool(self.changed)
 
 
 @dataclass
@@ -137,38 +140,31 @@ class StatusWatch:
         self._trees: OrderedDict[str, _Tree] = OrderedDict()
         self._watches: dict[int, _Watch] = {}
         self.hits = 0
-        self.misses = 0
-        self.full_counts = 0
 
     def count(self, repo: pygit2.Repository, full: Full[T], update: Update[T]) -> int:
         """The count of `full(repo)`, kept from the last call when nothing changed since, or
         brought up to date by `update(repo, tally, files)` when only some files changed."""
         tree = self._tree(repo)
         if not tree.cacheable:
-            self.misses += 1
             return full(repo).count
         self._drain()
         key = _key(repo)
         if tree.tally is not None and not tree.stale and tree.key == key:
             self.hits += 1
             return tree.tally.count
-        self.misses += 1
         if tree.key is not None and tree.key != key:
             # Which folders can matter depends on HEAD's tree and on the ignore rules.
             tree.recheck_pruned = tree.recheck_pruned or key[0] != tree.key[0]
             tree.rescan = tree.rescan or key[1:] != tree.key[1:]
-            tree.changed = None
-        if tree.rescan or tree.recheck_pruned or tree.new_dirs:
             tree.changed = None
         try:
             self._update_watches(tree, repo)
         except _Uncacheable as exc:
             self._give_up(tree, str(exc))
             return full(repo).count
-        changed, tree.changed, tree.stale = tree.changed, set(), False
+        changed, tree.changed = tree.changed, set()
         if tree.tally is None or changed is None or not update(repo, tree.tally, changed):
             tree.tally = full(repo)
-            self.full_counts += 1
         tree.key = key
         return tree.tally.count
 
@@ -306,7 +302,7 @@ class StatusWatch:
     def _apply(self, wd: int, mask: int, name: str) -> None:
         if mask & F.Q_OVERFLOW:
             for tree in self._trees.values():
-                tree.stale, tree.rescan, tree.changed = True, True, None
+                tree.rescan, tree.changed = True, None
             return
         watch = self._watches.get(wd)
         if watch is None:
@@ -320,11 +316,10 @@ class StatusWatch:
 
     @staticmethod
     def _invalidate(tree: _Tree, role: str, path: str, mask: int, name: str) -> None:
-        if role == "common" and name not in _COMMON_NAMES:
+        if role == "common" and name not in _RULE_FILES:
             return
         if role != "tree" and name.endswith(".lock"):
             return  # git takes locks even to change nothing; a change lands by renaming one
-        tree.stale = True
         file_event = (
             role == "tree"
             and name not in ("", ".gitignore", ".git")
