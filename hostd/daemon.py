@@ -25,6 +25,7 @@ from hostd.api import create_app
 from hostd.api.handlers import CAPABILITIES
 from hostd.commands import build_registry
 from hostd.config import Config
+from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 from hostd.relay.client import RelayClient
@@ -38,6 +39,7 @@ log = logging.getLogger("hostd")
 
 JOURNAL_FILE = "journal.sqlite3"
 JOURNAL_KEEP_MS = 7 * 24 * 3600 * 1000
+COMMAND_WORKERS = 2
 
 
 class RelayStatus:
@@ -69,6 +71,7 @@ class Daemon:
         self.link: RelayLink | None = None
         self.journal: Journal | None = None
         self.commands: CommandLoop | None = None
+        self.command_pool: GitPool | None = None
         status: LinkStatus = NoRelay()
         relay = config.relay
         if relay.url:
@@ -87,12 +90,14 @@ class Daemon:
                 on_status=self.notifier.status,
             )
             self.journal = Journal(os.path.join(config.state_dir, JOURNAL_FILE))
+            self.command_pool = GitPool(COMMAND_WORKERS, writes=True)
             self.commands = CommandLoop(
                 config,
                 self.client,
                 self.journal,
                 self.registry,
                 self.link,
+                self.command_pool,
                 metrics=self.metrics,
                 request_exit=self.request_exit,
             )
@@ -151,6 +156,8 @@ class Daemon:
             await self.client.close()
         if self.journal is not None:
             await self.journal.close()
+        if self.command_pool is not None:
+            self.command_pool.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

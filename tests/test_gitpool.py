@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from hostd.api.gitpool import GitPool
+from hostd.gitpool import GitPool
 
 
 async def test_work_runs_in_another_process_and_survives_a_crash() -> None:

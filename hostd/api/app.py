@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from hostd.api import handlers, middleware
-from hostd.api.gitpool import GitPool
 from hostd.config import Config
+from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 

@@ -11,12 +11,12 @@ import pygit2
 from aiohttp import web
 
 from hostd import PROTOCOL_VERSION, SEMVER, queries
-from hostd.api.gitpool import GitPool
 from hostd.api.middleware import error
 from hostd.api.openapi import openapi_document
 from hostd.config import Config
 from hostd.git.errors import PathError
 from hostd.git.paths import check_request_path
+from hostd.gitpool import GitPool
 from hostd.health import LinkStatus
 from hostd.metrics import CONTENT_TYPE_LATEST, Metrics
 

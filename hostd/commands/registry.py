@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hostd.config import Config
+from hostd.gitpool import GitPool
 
 if TYPE_CHECKING:
     from hostd.relay.journal import Entry
@@ -36,6 +37,9 @@ class CommandContext:
     """PATCH `running` again with this progress `result` (best effort, never raises)."""
     request_exit: Callable[[int], None]
     """Drain as on SIGTERM, then exit with this code (75 asks systemd for a restart)."""
+    git: GitPool
+    """Worker processes for the command's pygit2 work (`await ctx.git.run(fn, *args, key=…)`):
+    it never runs on the event loop."""
 
 
 class Handler(Protocol):

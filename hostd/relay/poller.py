@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from hostd.commands import Command, CommandContext, Handler, Registry, Result
 from hostd.config import Config
+from hostd.gitpool import GitPool
 from hostd.metrics import Metrics
 from hostd.relay import journal as j
 from hostd.relay.client import RelayClient, RelayError, RelayHTTPError, RelayTransportError
@@ -82,6 +83,7 @@ class CommandLoop:
         journal: Journal,
         registry: Registry,
         link: RelayLink,
+        git: GitPool,
         *,
         metrics: Metrics | None = None,
         request_exit: Callable[[int], None] = lambda code: None,
@@ -92,6 +94,7 @@ class CommandLoop:
         self.journal = journal
         self.registry = registry
         self.link = link
+        self.git = git
         self.metrics = metrics
         self.request_exit = request_exit
         self.patch_retry_delays = patch_retry_delays
@@ -355,6 +358,7 @@ class CommandLoop:
             log=log.getChild(command.type),
             progress=lambda result: self._progress(command.id, result),
             request_exit=self.request_exit,
+            git=self.git,
         )
         async with self.repo_locks.hold(key), self.slots.hold(handler.exclusive):
             if self._stopping:

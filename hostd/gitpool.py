@@ -23,7 +23,7 @@ TASKS_PER_WORKER = 200
 OBJECT_CACHE_BYTES = 64 * 2**20
 
 
-def _worker_init(keep_status: bool = False) -> None:
+def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
     import pygit2
 
     from hostd.git.status import keep_counts
@@ -33,7 +33,8 @@ def _worker_init(keep_status: bool = False) -> None:
 
     # Read queries write objects only into in-memory overlays, built from objects that exist;
     # skipping libgit2's existence check on every tree entry makes in-memory replays cheap.
-    pygit2.settings.enable_strict_object_creation(False)
+    # Workers that write to repositories (commands) keep the check.
+    pygit2.settings.enable_strict_object_creation(writes)
     pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
     keep_counts(keep_status)
 
@@ -46,10 +47,11 @@ class _Worker:
         context: multiprocessing.context.BaseContext,
         tasks_per_worker: int,
         keep_status: bool,
+        writes: bool,
     ) -> None:
         self._context = context
         self._tasks_per_worker = tasks_per_worker
-        self._keep_status = keep_status
+        self._initargs = (keep_status, writes)
         self.executor = self._new_executor()
         self.submitted = 0
         self.in_flight = 0
@@ -60,7 +62,7 @@ class _Worker:
             1,
             mp_context=self._context,
             initializer=_worker_init,
-            initargs=(self._keep_status,),
+            initargs=self._initargs,
         )
 
     def replace(self, cancel: bool) -> None:
@@ -90,12 +92,20 @@ class GitPool:
     open repositories are then warm) unless it is busy and another worker is idle."""
 
     def __init__(
-        self, workers: int, tasks_per_worker: int = TASKS_PER_WORKER, keep_status: bool = False
+        self,
+        workers: int,
+        tasks_per_worker: int = TASKS_PER_WORKER,
+        keep_status: bool = False,
+        writes: bool = False,
     ) -> None:
-        """`keep_status`: workers keep status counts until inotify reports a change."""
+        """`keep_status`: workers keep status counts until inotify reports a change.
+        `writes`: the workers write to repositories (commands), so libgit2 checks that every
+        object a new tree or commit names exists."""
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["hostd.queries"])
-        self._workers = [_Worker(context, tasks_per_worker, keep_status) for _ in range(workers)]
+        self._workers = [
+            _Worker(context, tasks_per_worker, keep_status, writes) for _ in range(workers)
+        ]
 
     def _pick(self, key: str) -> _Worker:
         preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]
