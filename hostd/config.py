@@ -83,6 +83,8 @@ class WorkspacesConfig:
     fetch_timeout: float = _duration(60.0)
     merge_timeout: float = _duration(600.0)
     committer: str = "hostd <hostd@localhost>"
+    push: bool = True
+    gate_timeout: float = _duration(600.0)
     root: str | None = None
     pr_auto_merge: str = _choice("on-green", "on-green", "off")
     keep_status: bool = True
