@@ -110,7 +110,7 @@ def _dev_relay(args: argparse.Namespace) -> int:
     from hostd.config import split_listen
     from hostd.devrelay import run
 
-    setup_logging("info", "text")
+    setup_logging("info", "text", secrets=[args.token])
     host, port = split_listen(args.listen)
     run(host=host, port=port, db_path=args.db, token=args.token)
     return 0
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from hostd.daemon import serve
 
-        setup_logging(config.log.level, config.log.format)
+        setup_logging(config.log.level, config.log.format, secrets=[config.relay.token])
         return asyncio.run(serve(config))
     return _query(args, config)
 

@@ -47,6 +47,9 @@ class ApiConfig:
     listen: str = "127.0.0.1:4860"
     public_url: str | None = None
     request_timeout: float = _duration(5.0)
+    max_connections: int = 1024
+    header_timeout: float = _duration(5.0)
+    idle_timeout: float = _duration(30.0)
 
     @property
     def host(self) -> str:
@@ -312,8 +315,11 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError(f"relay.url: expected an http(s) URL, got {cfg.relay.url!r}")
     if cfg.commands.max_concurrent < 1:
         raise ConfigError("commands.max_concurrent: must be at least 1")
-    if cfg.api.request_timeout <= 0:
-        raise ConfigError("api.request_timeout: must be above zero")
+    for key in ("request_timeout", "header_timeout", "idle_timeout"):
+        if getattr(cfg.api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be above zero")
+    if cfg.api.max_connections < 1:
+        raise ConfigError("api.max_connections: must be at least 1")
     for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
         if getattr(cfg.relay, key) <= 0:
             raise ConfigError(f"relay.{key}: must be above zero")

@@ -23,6 +23,13 @@ from aiohttp import web
 from hostd import SEMVER
 from hostd.api import create_app
 from hostd.api.handlers import CAPABILITIES
+from hostd.api.server import (
+    BACKLOG,
+    ConnectionLimits,
+    GuardedRunner,
+    handle_resource_exhaustion,
+    raise_open_file_limit,
+)
 from hostd.commands import build_registry
 from hostd.config import Config
 from hostd.gitpool import GitPool
@@ -112,9 +119,13 @@ class Daemon:
             pruned = await self.journal.prune(JOURNAL_KEEP_MS)
             if pruned:
                 log.info("journal: dropped %d reported command(s) older than 7 days", pruned)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        api = self.config.api
+        limits = ConnectionLimits(api.max_connections, api.header_timeout, api.idle_timeout)
+        raise_open_file_limit()
+        self._runner = GuardedRunner(self.app, limits, access_log=None, handle_signals=False)
+        handle_resource_exhaustion(asyncio.get_running_loop(), self._runner.guard)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.api.host, self.config.api.port)
+        site = web.TCPSite(self._runner, api.host, api.port, backlog=BACKLOG)
         await site.start()
         log.info(
             "hostd %s serving %s on http://%s (base_dir %s)",

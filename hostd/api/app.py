@@ -36,8 +36,8 @@ def create_app(
     metrics = metrics or Metrics()
     app = web.Application(
         middlewares=[
-            middleware.errors_and_cors,
             middleware.access_log(metrics),
+            middleware.errors_and_cors,
             middleware.auth(config),
             middleware.deadline(config),
         ],
