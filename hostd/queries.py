@@ -11,12 +11,15 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
+import pygit2
+
 from hostd.git.diff import workspace_diff
 from hostd.git.discover import Workspace, open_workspace, probe
 from hostd.git.errors import GitError
 from hostd.git.preview import merge_preview
 from hostd.git.repocache import RepositoryCache
 from hostd.git.state import workspace_state
+from hostd.git.status import dirty_count
 
 Body = dict[str, Any]
 
@@ -44,12 +47,20 @@ def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | N
 def diff_body(
     path: str, base_dir: str, base_ref: str | None, base_sha: str | None, patch: bool = True
 ) -> Body:
-    return _query(
-        path,
-        base_dir,
-        lambda ws: workspace_diff(ws, base_ref, base_sha, include_patch=patch),
-        lambda: {"files": []},
-    )
+    def diff(ws: Workspace) -> Body:
+        body = workspace_diff(ws, base_ref, base_sha, include_patch=patch)
+        if "dirtyCount" not in body:
+            body["dirtyCount"] = _dirty_count(ws)
+        return body
+
+    return _query(path, base_dir, diff, lambda: {"files": []})
+
+
+def _dirty_count(ws: Workspace) -> int:
+    try:
+        return dirty_count(ws.repo)
+    except (pygit2.GitError, OSError) as exc:
+        raise GitError(str(exc) or type(exc).__name__) from exc
 
 
 def preview_body(
