@@ -135,10 +135,20 @@ def _query(args: argparse.Namespace) -> int:
     return 1 if "error" in body else 0
 
 
-def _check(config: Config) -> int:
+def _check(args: argparse.Namespace, config: Config) -> int:
+    """The effective config, the file it came from and the API URL the relay will be given."""
     from hostd.api.handlers import version_body
 
-    _print_json({"config": config.redacted(), "version": version_body()})
+    config_file = args.config or os.environ.get("HOSTD_CONFIG") or None
+    body: dict[str, Any] = {
+        "configFile": os.path.abspath(config_file) if config_file else None,
+        "apiUrl": config.public_url,
+    }
+    unreachable = config.unreachable_api_warning()
+    if unreachable:
+        body["warning"] = unreachable
+        print(f"hostd: warning: {unreachable}", file=sys.stderr)
+    _print_json({**body, "config": config.redacted(), "version": version_body()})
     return 0
 
 
@@ -172,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hostd: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check":
-        return _check(config)
+        return _check(args, config)
     if args.command == "run":
         from hostd.daemon import serve
 

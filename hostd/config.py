@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -118,6 +119,21 @@ class Config:
     @property
     def public_url(self) -> str:
         return self.api.public_url or f"http://{self.hostname}:{self.api.port}"
+
+    def unreachable_api_warning(self) -> str | None:
+        """Why the relay cannot reach the advertised API, when it is off this machine while the
+        API listens on loopback only and no api.public_url says otherwise."""
+        if not self.relay.url or self.api.public_url or not is_loopback(self.api.host):
+            return None
+        relay_host = urlsplit(self.relay.url).hostname or ""
+        if is_loopback(relay_host):
+            return None
+        return (
+            f"the relay {relay_host} is not on this machine, but api.listen {self.api.listen} "
+            f"is loopback only: it cannot reach the advertised {self.public_url}. Set "
+            f"api.listen to an address the relay can reach (e.g. 0.0.0.0:{self.api.port}, "
+            "with relay.token), or api.public_url to one that forwards here"
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, with secrets replaced."""

@@ -134,6 +134,9 @@ class Daemon:
             self.config.api.listen,
             self.config.base_dir,
         )
+        unreachable = self.config.unreachable_api_warning()
+        if unreachable:
+            log.warning("%s", unreachable)
         self.notifier.notify("READY=1", f"STATUS=serving on {self.config.api.listen}")
         self._spawn(self.notifier.run_watchdog(), "hostd-watchdog")
         if self.link is not None and self.commands is not None:
