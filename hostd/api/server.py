@@ -71,7 +71,10 @@ class OncePerInterval:
         now = time.monotonic()
         if now - self.last >= self.interval:
             log.warning(
-                self.message + " (%d time(s) in the last %ds)", *args, self.count, self.interval
+                self.message + " (%d time(s) since the last report; reported at most every %ds)",
+                *args,
+                self.count,
+                self.interval,
             )
             self.count = 0
             self.last = now
@@ -101,9 +104,10 @@ class GuardedHandler(RequestHandler):
     ) -> web.StreamResponse:
         """hostd's JSON error; the log line names the error's kind, never the request's text."""
         log.warning(
-            "bad request from %s: %s",
+            "%s from %s: %s",
+            "bad request" if 400 <= status < 500 else f"request failed ({status})",
             request.remote,
-            type(exc).__name__ if exc else status,
+            type(exc).__name__ if exc else "no detail",
             extra={"status": status},
         )
         if request.writer.output_size > 0:
