@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from hostd.gitpool import GitPool
+from hostd.gitpool import GitPool, WorkerFailed
 
 
 async def test_work_runs_in_another_process_and_survives_a_crash() -> None:
@@ -17,7 +16,7 @@ async def test_work_runs_in_another_process_and_survives_a_crash() -> None:
     try:
         worker_pid = await pool.run(os.getpid)
         assert worker_pid != os.getpid()
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(WorkerFailed):
             await pool.run(os._exit, 3)
         assert await pool.run(os.getpid) not in (os.getpid(), worker_pid)
     finally:

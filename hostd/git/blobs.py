@@ -2,7 +2,9 @@
 
 A side's bytes come from the object database, or from the worktree read as git would store it
 (clean filters applied, symlinks as their target, gitlinks as `Subproject commit`); its blob
-id and size are found without reading the content when the object database has them.
+id and size are found without reading the content when the object database has them. A side
+larger than the diff's file limit is never read whole: its size comes from the object header or
+`lstat`, its id from a streamed hash.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pygit2.enums import DiffFlag
 ZERO_OID = pygit2.Oid(raw=bytes(20))
 _GITLINK = 0o160000
 _BINARY_SNIFF = 8000
+BIG_FILE_THRESHOLD = 512 * 2**20
+_STREAM_ABOVE = 2**20
 
 
 def is_binary(data: bytes) -> bool:
@@ -58,8 +62,32 @@ class File:
 
     def blob_id(self) -> pygit2.Oid:
         if self.oid is None:
-            self.oid = pygit2.hash(self.data())
+            self.oid = pygit2.hash(self.data()) if self._data is not None else self._hash()
         return self.oid
+
+    def _hash(self) -> pygit2.Oid:
+        """The id of the worktree content; a large file with no clean filter is hashed as a
+        stream, not read whole."""
+        full = self._worktree_path()
+        streamed = self.regular and self.raw_size() > _STREAM_ABOVE
+        if streamed and not os.path.islink(full) and not _filtered(self.repo, self.path):
+            return pygit2.hashfile(os.fsdecode(full))
+        return pygit2.hash(self.data())
+
+    def raw_size(self) -> int:
+        """The size without reading the content: stored size, or the worktree file's size."""
+        if self._data is not None or self.mode == _GITLINK:
+            return len(self.data())
+        if self._in_odb():
+            return self.size()
+        try:
+            return os.lstat(self._worktree_path()).st_size
+        except OSError:
+            return 0
+
+    def oversized(self, limit: int) -> bool:
+        """Above the diff's file limit: counted as binary, never read whole."""
+        return self.regular and self.raw_size() > limit
 
     def size(self) -> int:
         if self._size is None:
@@ -88,12 +116,32 @@ class File:
             return b"Subproject commit %s\n" % str(self.oid).encode()
         if self._in_odb():
             return self.repo[self.oid].data
-        full = os.path.join(os.fsencode(self.repo.workdir), self.path)
+        full = self._worktree_path()
         if stat.S_ISLNK(self.mode) and os.path.islink(full):
             return os.readlink(full)
         with open(os.open(full, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
             data = fh.read()
         return _clean(self.repo, self.path, data)
+
+    def _worktree_path(self) -> bytes:
+        return os.path.join(os.fsencode(self.repo.workdir), self.path)
+
+
+def big_file_limit(repo: pygit2.Repository, limit: int) -> int:
+    """The size above which a file counts as binary: `core.bigFileThreshold` (as git diff
+    applies it) or `limit`, whichever is lower."""
+    try:
+        threshold = repo.config.get_int("core.bigFileThreshold")
+    except (KeyError, ValueError, pygit2.GitError):
+        threshold = BIG_FILE_THRESHOLD
+    return min(limit, threshold) if threshold > 0 else limit
+
+
+def _filtered(repo: pygit2.Repository, path: bytes) -> bool:
+    try:
+        return repo.load_filter_list(os.fsdecode(path)) is not None
+    except (pygit2.GitError, UnicodeError, ValueError):
+        return True
 
 
 def _clean(repo: pygit2.Repository, path: bytes, data: bytes) -> bytes:
