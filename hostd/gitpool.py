@@ -367,9 +367,9 @@ class GitPool:
         if origin != expected:
             self.worker_failed(f"git workers import hostd from {origin}, hostd from {expected}")
             return
-        if self.failure is not None:
+        if self.failure is not None and not any(w.failed_at for w in self._workers):
             log.info("git workers are available again")
-        self.failure = None
+            self.failure = None
 
     def worker_failed(self, reason: str) -> None:
         if reason != self.failure:
@@ -377,7 +377,13 @@ class GitPool:
         self.failure = reason
 
     def health(self) -> dict[str, Any]:
-        """`{degraded, workers, busy, extra, error?}` for `/api/health`."""
+        """`{degraded, workers, busy, extra, error?}` for `/api/health`; a worker that failed to
+        start is tried again (once its delay has passed), so health shows a recovery."""
+        for worker in self._workers:
+            failed_at = worker.failed_at
+            if failed_at is not None and time.monotonic() - failed_at >= RESTART_DELAY:
+                worker.failed_at = time.monotonic()  # one attempt per delay
+                worker.start()
         body: dict[str, Any] = {
             "degraded": self.failure is not None,
             "workers": len(self._workers),
