@@ -82,11 +82,7 @@ _start_error: str | None = None
 def _start_worker(settings: WorkerSettings) -> None:
     """The initializer of every worker: a failure is kept for `_ready` to report."""
     global _start_error
-    for name, value in settings.environ.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    _set_environ(settings.environ)
     try:
         _worker_init(settings.keep_status, settings.writes)
         _limit_memory(settings.memory_limit)
@@ -151,11 +147,16 @@ def _forkserver_environment() -> Iterator[dict[str, str | None]]:
     try:
         yield saved
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(saved)
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    """Set environment variables; None removes one."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _context() -> multiprocessing.context.BaseContext:
