@@ -43,6 +43,10 @@ RESTART_DELAY = 10.0
 
 
 def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
+    from hostd.lifeline import exit_with_parent
+
+    exit_with_parent()
+
     import pygit2
 
     from hostd.git.status import keep_counts
