@@ -92,7 +92,7 @@ class File:
     def size(self) -> int:
         if self._size is None:
             stored = self._data is None and self._in_odb()
-            self._size = self.repo.odb.read_header(self.oid)[1] if stored else len(self.data())
+            self._size = stored_size(self.repo, self.oid) if stored else len(self.data())
         return self._size
 
     def source(self) -> pygit2.Blob | bytes:
@@ -125,6 +125,37 @@ class File:
 
     def _worktree_path(self) -> bytes:
         return os.path.join(os.fsencode(self.repo.workdir), self.path)
+
+
+def too_large(repo: pygit2.Repository, side: pygit2.DiffFile, worktree: bool, limit: int) -> bool:
+    """Is this regular file of a delta above `limit` bytes? Told without reading it: from the
+    object header, or for a worktree side from `lstat` as git does."""
+    if not stat.S_ISREG(side.mode):
+        return False
+    if worktree:
+        try:
+            return os.lstat(os.path.join(os.fsencode(repo.workdir), side.raw_path)).st_size > limit
+        except OSError:
+            return False
+    try:
+        return stored_size(repo, side.id) > limit
+    except (KeyError, pygit2.GitError):
+        return False
+
+
+_sizes: dict[pygit2.Oid, int] = {}
+_MAX_SIZES = 200_000
+
+
+def stored_size(repo: pygit2.Repository, oid: pygit2.Oid) -> int:
+    """An object's size from its header; kept, as an object's id fixes its size."""
+    size = _sizes.get(oid)
+    if size is None:
+        size = repo.odb.read_header(oid)[1]
+        if len(_sizes) >= _MAX_SIZES:
+            _sizes.clear()
+        _sizes[oid] = size
+    return size
 
 
 def big_file_limit(repo: pygit2.Repository, limit: int) -> int:

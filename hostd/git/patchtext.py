@@ -16,7 +16,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption
 
-from hostd.git.blobs import ZERO_OID, File, is_binary
+from hostd.git.blobs import ZERO_OID, File, is_binary, too_large
 from hostd.git.changes import Change, delta_sides
 from hostd.git.quoting import pprint_rename, quote_bytes, quote_path
 from hostd.git.renames import MAX_SCORE
@@ -150,14 +150,21 @@ class _Printer:
         raw = change.delta.new_file.raw_path
         path = quote_path(raw, self.quote_fully)
         old, new = change.old, change.new
-        if old is None and new is None:  # a modification: its sides are read only now
-            old, new = delta_sides(self.repo, change.delta, change.status, self.worktree)
-        if self._oversized(old, new):
+        if old is None and new is None:  # a modification: its sides are not built yet
+            sides = (change.delta.old_file, False), (change.delta.new_file, self.worktree)
+            oversized = any(too_large(self.repo, f, wt, self.max_file) for f, wt in sides)
+        else:
+            oversized = self._oversized(old, new)
+        if oversized:
             return _record(path, True, (0, 0), raw), _CUT
         patch = self.diff[change.index]
         counts, binary, text = _line_counts(patch), bool(patch.delta.is_binary), None
-        if want_text:
-            text = self._binary(old, new) if binary else self._decode(patch.data)
+        if want_text and binary:
+            if old is None and new is None:
+                old, new = delta_sides(self.repo, change.delta, change.status, self.worktree)
+            text = self._binary(old, new)
+        elif want_text:
+            text = self._decode(patch.data)
         return _record(path, binary, counts, raw), text
 
     def _oversized(self, old: File | None, new: File | None) -> bool:
