@@ -92,6 +92,9 @@ class WorkspacesConfig:
     root: str | None = None
     pr_auto_merge: str = _choice("on-green", "on-green", "off")
     keep_status: bool = True
+    max_watches: int = 0
+    diff_max_file_mb: int = 32
+    worker_memory_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -336,6 +339,9 @@ def _finish(cfg: Config) -> Config:
             raise ConfigError(f"api.{key}: must be above zero")
     if cfg.api.max_connections < 1:
         raise ConfigError("api.max_connections: must be at least 1")
+    for key in ("max_watches", "diff_max_file_mb", "worker_memory_mb"):
+        if getattr(cfg.workspaces, key) < 0:
+            raise ConfigError(f"workspaces.{key}: must not be negative")
     for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
         if getattr(cfg.relay, key) <= 0:
             raise ConfigError(f"relay.{key}: must be above zero")

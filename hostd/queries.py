@@ -14,7 +14,7 @@ from typing import Any
 
 import pygit2
 
-from hostd.git.diff import workspace_diff
+from hostd.git.diff import MAX_FILE, workspace_diff
 from hostd.git.discover import Workspace, common_dir, open_workspace, probe
 from hostd.git.errors import GitError
 from hostd.git.preview import merge_preview
@@ -47,10 +47,15 @@ def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | N
 
 
 def diff_body(
-    path: str, base_dir: str, base_ref: str | None, base_sha: str | None, patch: bool = True
+    path: str,
+    base_dir: str,
+    base_ref: str | None,
+    base_sha: str | None,
+    patch: bool = True,
+    max_file: int = MAX_FILE,
 ) -> Body:
     def diff(ws: Workspace) -> Body:
-        body = workspace_diff(ws, base_ref, base_sha, include_patch=patch)
+        body = workspace_diff(ws, base_ref, base_sha, include_patch=patch, max_file=max_file)
         if "dirtyCount" not in body:
             body["dirtyCount"] = _dirty_count(ws)
         return body
