@@ -31,7 +31,6 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -41,9 +40,15 @@ if not importlib.util.find_spec("hostd") and VENV_PYTHON.exists():
 
 sys.path.insert(0, str(ROOT))
 
-from tests.procs import free_port, wait_for  # noqa: E402
-from tests.relay_harness import FAST_RELAY  # noqa: E402
-from tests.upgrade_harness import BROKEN, NEXT, Relay, Supervisor, build_wheelhouse  # noqa: E402
+from tests.procs import wait_for  # noqa: E402
+from tests.upgrade_harness import (  # noqa: E402
+    BROKEN,
+    NEXT,
+    Relay,
+    Supervisor,
+    build_wheelhouse,
+    managed_config,
+)
 
 HOST_ID = "bench-host"
 POLL = 0.02
@@ -97,18 +102,9 @@ def main() -> int:
     rows.append(("build 3 hostd wheels + dependency wheels", f"{time.monotonic() - started:.1f} s"))
 
     relay = Relay(work / "relay.log")
-    port = free_port()
-    config: dict[str, Any] = {
-        "id": HOST_ID,
-        "base_dir": str(work),
-        "state_dir": str(work / "state"),
-        "api": {"listen": f"127.0.0.1:{port}"},
-        "relay": {"url": relay.url, **FAST_RELAY},
-        "upgrade": {
-            "supervisor": "external",
-            "pip_args": ["--no-index", "--find-links", str(wheels.path)],
-        },
-    }
+    config = managed_config(HOST_ID, work, relay.url, wheels)
+    (work / "base").mkdir(exist_ok=True)
+    url = "http://" + config["api"]["listen"]
     config_path = work / "hostd.yaml"
     config_path.write_text(json.dumps(config))
     root = work / "root"
@@ -128,7 +124,7 @@ def main() -> int:
             return status == 200 and orch.get("version") == version
 
         wait_for(lambda: registered(wheels.current), 60)
-        watch = HealthWatch(f"http://127.0.0.1:{port}")
+        watch = HealthWatch(url)
         watch.start()
         started, at_ms = time.monotonic(), int(time.time() * 1000)
         command_id = relay.upgrade(HOST_ID, NEXT)

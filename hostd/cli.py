@@ -45,7 +45,9 @@ def _service_args(parser: argparse.ArgumentParser) -> None:
         scope.add_argument("--system", dest="system", action="store_true", help="a system service")
         action.add_argument("--root", help="install root (default per user/system)")
         action.add_argument("--config", help="the config file the unit runs with")
-        action.add_argument("--unit-dir", help="write the unit here instead of systemd's folder")
+        action.add_argument(
+            "--unit-dir", help="the unit's folder instead of systemd's (no systemctl calls then)"
+        )
     install.add_argument("--from", dest="source", help="what pip installs (default: this hostd)")
     install.add_argument("--enable", action="store_true", help="run the systemctl lines too")
     install.add_argument("--service-user", default="hostd", help="User= of the system unit")

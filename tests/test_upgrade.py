@@ -21,8 +21,7 @@ import yaml
 
 from hostd.upgrade.guard import guard_script
 from hostd.upgrade.layout import Layout
-from tests.procs import free_port, http_json, wait_for
-from tests.relay_harness import FAST_RELAY
+from tests.procs import http_json, wait_for
 from tests.upgrade_harness import (
     BROKEN,
     NEXT,
@@ -30,6 +29,7 @@ from tests.upgrade_harness import (
     Supervisor,
     Wheelhouse,
     build_wheelhouse,
+    managed_config,
     run,
 )
 
@@ -103,21 +103,17 @@ def host(wheelhouse: Wheelhouse, tmp_path_factory: pytest.TempPathFactory) -> It
     work = tmp_path_factory.mktemp("managed")
     (work / "base").mkdir()
     relay = Relay(work / "relay.log")
-    port = free_port()
-    config: dict[str, Any] = {
-        "id": HOST_ID,
-        "base_dir": str(work / "base"),
-        "state_dir": str(work / "state"),
-        "api": {"listen": f"127.0.0.1:{port}"},
-        "relay": {"url": relay.url, **FAST_RELAY},
-        "upgrade": {
-            "supervisor": "external",
-            "pip_args": ["--no-index", "--find-links", str(wheelhouse.path)],
-            "install_attempts": 1,
-            "healthy_after": "3s",
-            "trial_deadline": "2m",
-        },
-    }
+    config = managed_config(
+        HOST_ID,
+        work,
+        relay.url,
+        wheelhouse,
+        install_attempts=1,
+        # Bytecode is compiled on first import instead: the slowest part of each pip run here.
+        pip_args=["--no-index", "--find-links", str(wheelhouse.path), "--no-compile"],
+        healthy_after="3s",
+        trial_deadline="2m",
+    )
     supervisor = Supervisor(work / "root", work / "hostd.yaml", work / "hostd.log")
     managed = Host(work, relay, supervisor, config, wheelhouse)
     managed.write_config()
@@ -321,6 +317,24 @@ def test_disabled_upgrades_are_refused_and_not_advertised(host: Host) -> None:
     assert orch["version"] == NEXT
     refused = host.relay.settled(host.relay.upgrade(HOST_ID, "0.9.0"))
     assert refused["error"] == "self-upgrade disabled on this host"
+
+
+def test_uninstall_removes_the_unit_and_with_purge_the_root(host: Host, tmp_path: Path) -> None:
+    """Last: stops the supervised hostd for good."""
+    host.supervisor.stop()
+    stranger = tmp_path / "not-a-root"
+    stranger.mkdir()
+    (stranger / "keep.txt").write_text("mine")
+    elsewhere = ["--unit-dir", tmp_path / "units"]
+    refused = run([*HOSTD, "service", "uninstall", "--root", stranger, *elsewhere, "--purge"])
+    assert refused.returncode == 1 and "is not a hostd install root" in refused.stderr
+    assert (stranger / "keep.txt").read_text() == "mine"
+
+    scope = ["--root", host.root, "--unit-dir", host.work / "units"]
+    done = run([*HOSTD, "service", "uninstall", *scope, "--purge"])
+    assert done.returncode == 0, done.stderr
+    assert not (host.work / "units" / "hostd.service").exists() and not host.root.exists()
+    assert host.config_path.is_file()
 
 
 def test_guard_alone_rolls_back_a_version_that_cannot_start(tmp_path: Path) -> None:

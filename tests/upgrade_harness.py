@@ -27,6 +27,7 @@ from typing import Any
 
 from hostd.versioning import to_pep440
 from tests.procs import free_port, wait_for
+from tests.relay_harness import FAST_RELAY
 
 SOURCE = Path(__file__).resolve().parent.parent
 NEXT, BROKEN = "0.2.0-rc.1", "0.3.0"
@@ -79,6 +80,24 @@ def build_wheelhouse(work: Path) -> Wheelhouse:
         list(pool.map(lambda job: _pip(*job), jobs))
     wheels = {v: next(house.glob(f"hostd-{to_pep440(v)}-*.whl")) for v in sources}
     return Wheelhouse(house, current, wheels)
+
+
+def managed_config(
+    host_id: str, work: Path, relay_url: str, house: Wheelhouse, **upgrade: Any
+) -> dict[str, Any]:
+    """A hostd config for a managed install under `work`, upgrading from the wheelhouse."""
+    return {
+        "id": host_id,
+        "base_dir": str(work / "base"),
+        "state_dir": str(work / "state"),
+        "api": {"listen": f"127.0.0.1:{free_port()}"},
+        "relay": {"url": relay_url, **FAST_RELAY},
+        "upgrade": {
+            "supervisor": "external",
+            "pip_args": ["--no-index", "--find-links", str(house.path)],
+            **upgrade,
+        },
+    }
 
 
 class Relay:

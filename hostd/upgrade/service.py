@@ -49,6 +49,8 @@ class Scope:
     layout: Layout
     config_path: Path
     unit_path: Path
+    systemd_folder: bool
+    """The unit lives where systemd reads units (not `--unit-dir`): systemctl applies."""
 
 
 def scope_of(
@@ -64,7 +66,7 @@ def scope_of(
         base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         config_path = Path(base) / "hostd" / "config.yaml"
     directory = Path(unit_dir) if unit_dir else units.unit_dir(system)
-    return Scope(system, layout, config_path, directory / units.UNIT_NAME)
+    return Scope(system, layout, config_path, directory / units.UNIT_NAME, unit_dir is None)
 
 
 def _absolute(path: str) -> Path:
@@ -196,7 +198,7 @@ def _announce(scope: Scope, enable: bool) -> int:
     print(f"unit: {scope.unit_path}")
     print(f"current: {scope.layout.root / CURRENT} -> versions/{scope.layout.linked(CURRENT)}")
     lines = units.systemctl_lines(scope.system)
-    if not enable:
+    if not enable or not scope.systemd_folder:
         print("to start it now and at every boot:")
         for argv in lines:
             print("  " + shlex.join(argv))
@@ -253,7 +255,7 @@ def status_body(scope: Scope) -> dict[str, Any]:
 
 
 def uninstall(scope: Scope, purge: bool) -> int:
-    if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
+    if scope.systemd_folder and shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
         for argv in units.systemctl_lines(scope.system, enable=False):
             print("+ " + shlex.join(argv))
             subprocess.run(argv, timeout=SYSTEMCTL_TIMEOUT, check=False)
