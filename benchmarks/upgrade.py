@@ -182,13 +182,21 @@ def main() -> int:
                 (f"disk used by versions/{version['version']}", f"{version['bytes'] / 1e6:.0f} MB")
             )
 
-        started = time.monotonic()
+        started, at_ms = time.monotonic(), int(time.time() * 1000)
         command_id = relay.upgrade(HOST_ID, BROKEN)
         command = relay.settled(command_id, 600)
         rolled_s = time.monotonic() - started
+        restarting = _relay_time_of(relay, command_id, "restarting")
         wait_for(lambda: registered(NEXT), 120)
         serving_s = time.monotonic() - started
         rows.append((f"broken {BROKEN}: action to `{command['error'][:30]}…`", f"{rolled_s:.1f} s"))
+        if restarting is not None:
+            rows.append(
+                (
+                    "  of which 3 failed starts + guard rollback + old version back",
+                    f"{rolled_s - (restarting - at_ms) / 1000:.1f} s",
+                )
+            )
         rows.append((f"broken {BROKEN}: action to {NEXT} registered again", f"{serving_s:.1f} s"))
     finally:
         supervisor.stop()

@@ -24,13 +24,14 @@ from hostd import SEMVER
 from hostd.api import create_app
 from hostd.api.handlers import CAPABILITIES
 from hostd.commands import build_registry
+from hostd.commands.upgrade import UPGRADE
 from hostd.config import Config
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
-from hostd.relay.journal import Journal
+from hostd.relay.journal import FAILED, Journal
 from hostd.relay.link import Backoff, RelayLink
 from hostd.relay.poller import CommandLoop
 from hostd.sdnotify import Notifier
@@ -178,9 +179,9 @@ class Daemon:
         if self.journal is not None and command_id:
             entry = await self.journal.get(command_id)
             if entry is None:
-                await self.journal.add(command_id, "orchestrator.upgrade", {})
-            if entry is None or entry.status != "failed":
-                await self.journal.record_outcome(command_id, "failed", {"error": error})
+                await self.journal.add(command_id, UPGRADE, {})
+            if entry is None or entry.status != FAILED:
+                await self.journal.record_outcome(command_id, FAILED, {"error": error})
         await asyncio.to_thread(trial.mark_reported, self.config.state_dir)
 
     def watch_trial(self, boot: trial.Boot) -> None:

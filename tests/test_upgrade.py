@@ -256,6 +256,9 @@ def test_upgrade_switches_and_the_relay_settles_it_by_version(host: Host) -> Non
     assert host.registered(NEXT)["capabilities"]["selfUpgrade"] is True
     wait_for(lambda: host.record()["phase"] == "ok", 60, interval=0.1)
     assert host.versions() == sorted([old, NEXT])
+    status = _status(host)
+    assert (status["current"], status["previous"]) == (NEXT, old)
+    assert (status["lastUpgrade"]["commandId"], status["lastUpgrade"]["to"]) == (command_id, NEXT)
     assert 75 in host.supervisor.codes()
 
 
