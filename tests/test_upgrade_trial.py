@@ -117,3 +117,17 @@ def test_check_says_why_a_checkout_cannot_upgrade_itself(base_dir: Path) -> None
 
     disabled = run_hostd("check", "--base-dir", str(base_dir), env={"HOSTD_UPGRADE_ENABLED": "0"})
     assert json.loads(disabled.stdout)["upgrade"]["refused"] == "self-upgrade disabled on this host"
+
+
+def test_service_install_refuses_a_missing_source_and_changes_nothing(
+    tmp_path: Path, base_dir: Path
+) -> None:
+    config = tmp_path / "hostd.yaml"
+    config.write_text(f"base_dir: {base_dir}\nstate_dir: {tmp_path / 'state'}\n")
+    root, units = tmp_path / "root", tmp_path / "units"
+    scope = ["--root", str(root), "--config", str(config), "--unit-dir", str(units)]
+    for source in ("/nowhere/hostd-1.0.0-py3-none-any.whl", "missing.whl"):
+        done = run_hostd("service", "install", "--user", *scope, "--from", source)
+        assert done.returncode == 1
+        assert f"--from {source}: no such file or folder" in done.stderr
+    assert not root.exists() and not units.exists()

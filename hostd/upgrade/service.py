@@ -85,7 +85,11 @@ def _source(spec: str | None) -> str:
     if not spec:
         return default_source()
     path = os.path.expanduser(spec)
-    return os.path.abspath(path) if os.path.exists(path) else spec
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    if os.sep in spec or spec.endswith(".whl"):
+        raise ServiceError(f"--from {spec}: no such file or folder")
+    return spec
 
 
 async def resolve_version(source: str, pip_args: tuple[str, ...], timeout: float) -> str:
@@ -127,6 +131,7 @@ def _starter_config(scope: Scope, root_given: bool) -> None:
 
 
 async def install(scope: Scope, spec: str | None, enable: bool, root_given: bool, user: str) -> int:
+    source = _source(spec)
     _starter_config(scope, root_given)
     try:
         config = load_config(scope.config_path)
@@ -138,7 +143,6 @@ async def install(scope: Scope, spec: str | None, enable: bool, root_given: bool
     except Busy:
         raise ServiceError(f"{layout.root} is locked by another install or upgrade") from None
     try:
-        source = _source(spec)
         version = await resolve_version(source, settings.pip_args, settings.install_timeout)
         if version in layout.installed():
             print(f"hostd {version} is already installed in {layout.version_dir(version)}")
