@@ -46,6 +46,28 @@ def _query_args(parser: argparse.ArgumentParser, strategy: bool = False) -> None
         parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
 
 
+def _service_args(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    install = actions.add_parser("install", help="set up the managed install and its unit")
+    status = actions.add_parser("status", help="print the install: versions, links, last upgrade")
+    uninstall = actions.add_parser("uninstall", help="remove the unit (--purge: the root too)")
+    for action in (install, status, uninstall):
+        scope = action.add_mutually_exclusive_group()
+        scope.add_argument(
+            "--user", dest="system", action="store_false", default=None, help="a user service"
+        )
+        scope.add_argument("--system", dest="system", action="store_true", help="a system service")
+        action.add_argument("--root", help="install root (default per user/system)")
+        action.add_argument("--config", help="the config file the unit runs with")
+        action.add_argument(
+            "--unit-dir", help="the unit's folder instead of systemd's (no systemctl calls then)"
+        )
+    install.add_argument("--from", dest="source", help="what pip installs (default: this hostd)")
+    install.add_argument("--enable", action="store_true", help="run the systemctl lines too")
+    install.add_argument("--service-user", default="hostd", help="User= of the system unit")
+    uninstall.add_argument("--purge", action="store_true", help="also delete the install root")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hostd", description=__doc__)
     parser.add_argument("--version", action="version", version=SEMVER)
@@ -65,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--listen", default="127.0.0.1:4850", help="host:port")
     relay.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     relay.add_argument("--token", default=None, help="shared token the relay requires")
+    _service_args(sub.add_parser("service", help="install hostd as a systemd service"))
     demo = sub.add_parser("demo", help="try hostd: dev relay + hostd on a sandbox repository")
     demo.add_argument("--dir", type=Path, help="sandbox folder (new or empty; default: a temp dir)")
     demo.add_argument("--relay-listen", default="127.0.0.1:4850", help="dev relay host:port")
@@ -79,6 +102,12 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
     if getattr(args, "listen", None):
         overrides["api.listen"] = args.listen
     return load_config(args.config, overrides=overrides)
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """The config file in use, absolute, so a staged version can be checked against it."""
+    path = args.config or os.environ.get("HOSTD_CONFIG") or None
+    return os.path.abspath(path) if path else None
 
 
 def _print_json(body: Any) -> None:
@@ -138,17 +167,45 @@ def _query(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, config: Config) -> int:
     """The effective config, the file it came from and the API URL the relay will be given."""
     from hostd.api.handlers import version_body
+    from hostd.upgrade.managed import eligibility
 
-    config_file = args.config or os.environ.get("HOSTD_CONFIG") or None
     body: dict[str, Any] = {
-        "configFile": os.path.abspath(config_file) if config_file else None,
+        "configFile": _config_path(args),
         "apiUrl": config.public_url,
     }
     unreachable = config.unreachable_api_warning()
     if unreachable:
         body["warning"] = unreachable
         print(f"hostd: warning: {unreachable}", file=sys.stderr)
-    _print_json({**body, "config": config.redacted(), "version": version_body()})
+    _print_json(
+        {
+            **body,
+            "config": config.redacted(),
+            "version": version_body(),
+            "upgrade": eligibility(config).as_json(),
+        }
+    )
+    return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    from hostd.upgrade import service
+
+    setup_logging("info", "text")
+    scope = service.scope_of(args.system, args.root, args.config, args.unit_dir)
+    try:
+        if args.action == "install":
+            return asyncio.run(
+                service.install(
+                    scope, args.source, args.enable, args.root is not None, args.service_user
+                )
+            )
+        if args.action == "uninstall":
+            return service.uninstall(scope, args.purge)
+    except (service.ServiceError, OSError, ValueError) as exc:
+        print(f"hostd: service {args.action}: {exc}", file=sys.stderr)
+        return 1
+    _print_json(service.status_body(scope))
     return 0
 
 
@@ -174,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dev_relay(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "service":
+        return _service(args)
     if args.command in QUERIES:
         return _query(args)
     try:
@@ -187,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hostd.daemon import serve
 
         setup_logging(config.log.level, config.log.format, secrets=[config.relay.token])
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, _config_path(args)))
     raise AssertionError(f"unhandled command {args.command}")
 
 

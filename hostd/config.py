@@ -10,6 +10,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import shlex
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,20 @@ class CommandsConfig:
 
 
 @dataclass(frozen=True)
+class UpgradeConfig:
+    enabled: bool = True
+    allowed: str | None = None
+    root: str | None = None
+    pip_args: tuple[str, ...] = field(default=(), metadata=_meta("list"))
+    supervisor: str = _choice("auto", "auto", "systemd", "external")
+    trial_deadline: float = _duration(180.0)
+    cooldown: float = _duration(3600.0)
+    healthy_after: float = _duration(10.0)
+    install_attempts: int = 3
+    install_timeout: float = _duration(600.0)
+
+
+@dataclass(frozen=True)
 class Config:
     id: str = ""
     hostname: str = ""
@@ -114,6 +129,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     workspaces: WorkspacesConfig = field(default_factory=WorkspacesConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    upgrade: UpgradeConfig = field(default_factory=UpgradeConfig)
 
     @property
     def token(self) -> str | None:
@@ -191,6 +207,8 @@ def _as_dict(obj: Any) -> dict[str, Any]:
             out[f.name] = "<redacted>" if value else None
         elif kind == "duration":
             out[f.name] = format_duration(value)
+        elif kind == "list":
+            out[f.name] = list(value)
         else:
             out[f.name] = value
     return out
@@ -200,6 +218,8 @@ def _convert(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     kind = f.metadata.get("kind")
     if kind == "duration":
         return parse_duration(value, key)
+    if kind == "list":
+        return _string_list(value, key)
     if kind == "choice":
         if value not in f.metadata["choices"]:
             choices = ", ".join(f.metadata["choices"])
@@ -221,6 +241,20 @@ def _convert(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     if "\0" in value:
         raise ConfigError(f"{key}: must not contain a NUL byte")
     return value
+
+
+def _string_list(value: Any, key: str) -> tuple[str, ...]:
+    """A YAML list of strings, or one string split as a shell would (the environment form)."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: cannot split {value!r}: {exc}") from None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    if any("\0" in v for v in value):
+        raise ConfigError(f"{key}: must not contain a NUL byte")
+    return tuple(value)
 
 
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
@@ -345,6 +379,25 @@ def _finish(cfg: Config) -> Config:
     for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
         if getattr(cfg.relay, key) <= 0:
             raise ConfigError(f"relay.{key}: must be above zero")
+    _check_upgrade(cfg.upgrade)
     return dataclasses.replace(
         cfg, id=host_id, hostname=hostname, base_dir=base_dir, state_dir=state_dir
     )
+
+
+def _check_upgrade(upgrade: UpgradeConfig) -> None:
+    if upgrade.allowed is not None:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            SpecifierSet(upgrade.allowed)
+        except InvalidSpecifier:
+            raise ConfigError(
+                f"upgrade.allowed: expected a version specifier like '>=0.4,<1', "
+                f"got {upgrade.allowed!r}"
+            ) from None
+    if upgrade.install_attempts < 1:
+        raise ConfigError("upgrade.install_attempts: must be at least 1")
+    for key in ("trial_deadline", "install_timeout"):
+        if getattr(upgrade, key) <= 0:
+            raise ConfigError(f"upgrade.{key}: must be above zero")

@@ -31,16 +31,19 @@ from hostd.api.server import (
     raise_open_file_limit,
 )
 from hostd.commands import build_registry
+from hostd.commands.upgrade import UPGRADE
 from hostd.config import Config
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
-from hostd.relay.journal import Journal
+from hostd.relay.journal import FAILED, Journal
 from hostd.relay.link import Backoff, RelayLink
 from hostd.relay.poller import CommandLoop
 from hostd.sdnotify import Notifier
+from hostd.upgrade import trial
+from hostd.upgrade.managed import managed_layout
 
 log = logging.getLogger("hostd")
 
@@ -66,11 +69,16 @@ class RelayStatus:
 
 
 class Daemon:
-    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        env: Mapping[str, str] | None = None,
+        config_path: str | None = None,
+    ) -> None:
         self.config = config
         self.metrics = Metrics()
         self.notifier = Notifier(env)
-        self.registry = build_registry(env)
+        self.registry = build_registry(env, config, config_path)
         self.capabilities = {**CAPABILITIES, **self.registry.capabilities()}
         self.stop_requested = asyncio.Event()
         self.exit_code = 0
@@ -183,6 +191,25 @@ class Daemon:
         log.info("hostd stopped")
         return abandoned
 
+    async def report_rollback(self, command_id: str, error: str) -> None:
+        """The old version, started again after a rollback, reports the upgrade `failed`."""
+        log.error("upgrade command %s: %s", command_id, error)
+        if self.journal is not None and command_id:
+            entry = await self.journal.get(command_id)
+            if entry is None:
+                await self.journal.add(command_id, UPGRADE, {})
+            if entry is None or entry.status != FAILED:
+                await self.journal.record_outcome(command_id, FAILED, {"error": error})
+        await asyncio.to_thread(trial.mark_reported, self.config.state_dir)
+
+    def watch_trial(self, boot: trial.Boot) -> None:
+        layout = managed_layout(self.config)
+        if boot.trial is None or layout is None:
+            return
+        registered = self.link.connected if self.link is not None else asyncio.Event()
+        watch = trial.watch(self.config, layout, boot.trial, registered, self.request_exit)
+        self._spawn(watch, "hostd-upgrade-trial")
+
     def request_exit(self, code: int) -> None:
         """Shut down as on SIGTERM and exit with `code`."""
         self.exit_code = code
@@ -214,15 +241,33 @@ def _exit_now(sig: signal.Signals) -> None:
     os._exit(128 + sig)
 
 
-async def serve(config: Config) -> int:
-    daemon = Daemon(config)
+async def _upgrade_boot(config: Config) -> trial.Boot:
+    """Trial-boot bookkeeping of a managed install, before anything else starts."""
+    layout = managed_layout(config)
+    if layout is None:
+        return trial.Boot()
+    try:
+        return await asyncio.to_thread(trial.on_start, config, layout)
+    except OSError as exc:
+        log.error("upgrade: start-up bookkeeping in %s failed: %s", layout.root, exc)
+        return trial.Boot()
+
+
+async def serve(config: Config, config_path: str | None = None) -> int:
+    boot = await _upgrade_boot(config)
+    if boot.exit_code is not None:
+        return boot.exit_code
+    daemon = Daemon(config, config_path=config_path)
     daemon.install_signal_handlers()
     try:
         await daemon.start()
+        if boot.report is not None:
+            await daemon.report_rollback(*boot.report)
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return 1
+    daemon.watch_trial(boot)
     try:
         await daemon.stop_requested.wait()
     finally:
