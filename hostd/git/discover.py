@@ -112,7 +112,7 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _resolve_head(repo: pygit2.Repository, head_text: str | None) -> dict[str, Any]:
+def resolve_head_file(repo: pygit2.Repository, head_text: str | None) -> dict[str, Any]:
     """Interpret a worktree's HEAD file like `git worktree list --porcelain` does."""
     entry: dict[str, Any] = {}
     text = (head_text or "").strip()
@@ -161,7 +161,7 @@ def list_worktrees(repo: pygit2.Repository, base_dir: str | None = None) -> list
         main = {"path": common, "bare": True}
     else:
         main = {"path": os.path.dirname(common)}
-        main.update(_resolve_head(repo, _read(os.path.join(common, "HEAD"))))
+        main.update(resolve_head_file(repo, _read(os.path.join(common, "HEAD"))))
     linked: list[dict[str, Any]] = []
     admin_root = os.path.join(common, "worktrees")
     try:
@@ -177,7 +177,7 @@ def list_worktrees(repo: pygit2.Repository, base_dir: str | None = None) -> list
         if real_base is not None and not within(os.path.realpath(path), real_base):
             continue
         entry: dict[str, Any] = {"path": path}
-        entry.update(_resolve_head(repo, _read(os.path.join(admin, "HEAD"))))
+        entry.update(resolve_head_file(repo, _read(os.path.join(admin, "HEAD"))))
         lock = _read(os.path.join(admin, "locked"))
         prune = None if lock is not None else _prune_reason(admin)
         if lock is not None:
