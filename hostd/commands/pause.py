@@ -1,8 +1,9 @@
 """A test-only pause point, so tests can `kill -9` hostd at a named phase of a command.
 
 Honoured only with HOSTD_TEST_HANDLERS=1: when HOSTD_TEST_PAUSE names the phase reached, the
-process (a git worker or the daemon) writes the phase to HOSTD_TEST_PAUSE_FILE and waits there
-until it is killed. Phases are named `<command>:<phase>`, e.g. `cleanup:moved`.
+process (a git worker or the daemon) writes `<phase> <pid>` to HOSTD_TEST_PAUSE_FILE and waits
+there until it is killed, or until its parent process is gone (a git worker outlives a killed
+daemon only that long). Phases are named `<command>:<phase>`, e.g. `cleanup:moved`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ def pause_point(phase: str) -> None:
     """Block forever at `phase` when a test asked for it; return at once otherwise."""
     if os.environ.get(_ENABLED_ENV) != "1" or os.environ.get(PAUSE_ENV) != phase:
         return
+    parent = os.getppid()
     marker = os.environ.get(PAUSE_FILE_ENV)
     if marker:
-        with open(marker, "w") as fh:
-            fh.write(phase)
-    while True:
-        time.sleep(3600)
+        with open(marker + ".tmp", "w") as fh:
+            fh.write(f"{phase} {os.getpid()}")
+        os.replace(marker + ".tmp", marker)
+    while os.getppid() == parent:
+        time.sleep(0.05)
+    os._exit(1)
 
 
 class Phases:
