@@ -37,6 +37,14 @@ def _command_args(sub: Any) -> None:
     cleanup.add_argument("path", help="the linked worktree")
     cleanup.add_argument("--force", action="store_true", help="snapshot unsaved work, then remove")
     cleanup.add_argument("--reason", help="why (required with --force)")
+    merge = sub.add_parser("merge", help="land a worktree's branch as workspace.merge does")
+    _config_args(merge)
+    merge.add_argument("path", help="the linked worktree")
+    merge.add_argument("--base", dest="base_ref", help="base branch (default: the default branch)")
+    merge.add_argument("--strategy", default="auto", choices=("auto", "rebase-ff", "pr"))
+    merge.add_argument(
+        "--keep-branch", action="store_true", help="keep the worktree; advance its branch"
+    )
     reconcile = sub.add_parser("reconcile", help="remove a worktree if all its work landed")
     _config_args(reconcile)
     reconcile.add_argument("path", help="the linked worktree")
@@ -119,6 +127,13 @@ def _local_command(args: argparse.Namespace, config: Config) -> int:
 
     params: dict[str, Any] = {"worktreePath": str(Path(args.path).absolute())}
     handler: Any = ReconcileHandler()
+    if args.command == "merge":
+        from hostd.commands.merge import MergeHandler
+
+        handler = MergeHandler()
+        params.update(strategy=args.strategy, deleteBranch=not args.keep_branch)
+        if args.base_ref:
+            params["baseRef"] = args.base_ref
     if args.command == "cleanup":
         handler = CleanupHandler()
         if args.force:
@@ -128,7 +143,7 @@ def _local_command(args: argparse.Namespace, config: Config) -> int:
     return 1 if result.get("error") else 0
 
 
-LOCAL_COMMANDS = {"cleanup", "reconcile"}
+LOCAL_COMMANDS = {"cleanup", "merge", "reconcile"}
 
 
 def _check(config: Config) -> int:

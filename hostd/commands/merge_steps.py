@@ -24,7 +24,7 @@ from hostd.git.land import Candidate, build_candidate, landed_by, parse_identity
 from hostd.git.preview import DIRTY, merge_preview
 from hostd.git.refs import resolve_base
 from hostd.git.remote import RemoteError, branch_upstream, fetch, push
-from hostd.git.safety import contained_in_base, resolve_landing_base
+from hostd.git.safety import contained_in_base, default_base_name, resolve_landing_base
 from hostd.git.state import subject
 from hostd.git.worktrees import Pause, Worktree, finish_removals, no_pause, uncommitted_changes
 
@@ -61,6 +61,8 @@ def inspect(req: MergeRequest) -> Data:
     if not wt.exists:
         return {"outcome": _gone(req, wt)}
     ws = open_workspace(wt.path, req.env.base_dir)
+    if target.base_ref is None and target.base_sha is None:
+        target = dataclasses.replace(target, base_ref=default_base_name(ws.repo))
     fields: Data = {"branch": wt.branch or target.branch, "headSha": wt.head}
     if req.expected_head is not None and wt.head != req.expected_head:
         return outcome("review_requested", TIP_MOVED, **fields)
@@ -349,7 +351,7 @@ def assess(req: MergeRequest) -> Data:
     if wt.common_dir is None:
         return {"landed": False}
     repo = pygit2.Repository(wt.common_dir)
-    base = resolve_base(repo, req.target.base_ref, req.target.base_sha)
+    base = resolve_landing_base(repo, req.target.base_ref, req.target.base_sha)
     if base is None or base.local_branch is None:
         return {"landed": False}
     base_ref = "refs/heads/" + base.local_branch
