@@ -142,7 +142,7 @@ def test_the_land_is_found_in_the_reflog(repo: Repo) -> None:
     before = repo.git("rev-parse", "main").strip()
     candidate = land(repo, command_id="cmd-42")
     real = pygit2.Repository(str(repo.path))
-    assert landed_by(real, MAIN, "cmd-42") == (before, candidate.tip)
+    assert landed_by(real, MAIN, "cmd-42") == (before, candidate.tip, candidate.head)
     assert landed_by(real, MAIN, "cmd-4") is None
     assert "hostd merge cmd-42" in repo.git("reflog", "-1", "--format=%gs", "main")
 

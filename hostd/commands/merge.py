@@ -198,8 +198,8 @@ async def _complete(merge: Merge, found: Data) -> Data:
     """The rest of a land a crash interrupted after the base moved."""
     req = merge.req
     candidate = {"base_ref": "refs/heads/" + found["base"], "expected": found["previous"],
-                 "onto": found["previous"], "head": "", "tip": found["tip"]}  # fmt: skip
-    plan = await merge.step(steps.inspect, _without_expected_head(req), bounded=False)
+                 "onto": found["previous"], "head": found["head"], "tip": found["tip"]}  # fmt: skip
+    plan = await merge.step(steps.inspect, _expecting(req, found["head"]), bounded=False)
     fields: Data = {}
     if "outcome" not in plan:
         fields = plan["fields"]
@@ -221,6 +221,12 @@ async def _complete(merge: Merge, found: Data) -> Data:
             await merge.step(steps.rollback, req, found["gitDir"], candidate, bounded=False)
             return {**fields, "status": FAILED_STATUS, "merged": False, **pushed}
         landed["pushed"] = True
+    sync = await merge.step(
+        steps.resync_base, found["gitDir"], found["base"], found["previous"], found["tip"],
+        bounded=False,
+    )  # fmt: skip
+    if sync is not None:
+        landed["baseWorktreeSync"] = sync
     if "outcome" in plan:
         return {**fields, **plan["outcome"], **landed}
     if plan["kind"] != "noop":
@@ -230,8 +236,9 @@ async def _complete(merge: Merge, found: Data) -> Data:
     return {**fields, "status": status, **landed, **done}
 
 
-def _without_expected_head(req: MergeRequest) -> MergeRequest:
-    return dataclasses.replace(req, expected_head=None)
+def _expecting(req: MergeRequest, head: str) -> MergeRequest:
+    """The request as recovery re-reads it: the head is the one the land recorded."""
+    return dataclasses.replace(req, expected_head=head or None)
 
 
 def _final(params: dict[str, Any], result: Data, started: float) -> Data:

@@ -109,12 +109,15 @@ def swap_base(
         pygit2.Oid(hex=candidate.expected),
         pygit2.Oid(hex=candidate.tip),
         committer,
-        reflog_message(command_id, f"land {candidate.head[:12]}"),
+        reflog_message(command_id, f"land {candidate.head}"),
     )
 
 
-def landed_by(repo: pygit2.Repository, base_ref: str, command_id: str) -> tuple[str, str] | None:
-    """(previous, new) base tip of the land `command_id` recorded in the base's reflog, if any."""
+def landed_by(
+    repo: pygit2.Repository, base_ref: str, command_id: str
+) -> tuple[str, str, str] | None:
+    """(previous base tip, new base tip, head landed) of the land `command_id` recorded in the
+    base's reflog, if any."""
     try:
         reflog = repo.references[base_ref].log()
     except (KeyError, pygit2.GitError, ValueError):
@@ -122,5 +125,5 @@ def landed_by(repo: pygit2.Repository, base_ref: str, command_id: str) -> tuple[
     prefix = reflog_message(command_id, "land ")
     for entry in reflog:
         if entry.message.startswith(prefix):
-            return str(entry.oid_old), str(entry.oid_new)
+            return str(entry.oid_old), str(entry.oid_new), entry.message[len(prefix) :].strip()
     return None
