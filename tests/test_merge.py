@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hostd.commands import merge_steps
 from hostd.commands.merge import MergeHandler
 from hostd.commands.registry import Command, CommandContext
 from hostd.config import Config, load_config
@@ -366,3 +367,68 @@ async def test_push_rejected_moves_the_local_base_back(
     assert not (repo.path / "f.txt").exists()
     assert git(origin, "rev-parse", "main").strip() == moved
     assert wt.path.exists() and "agent/one" in branches(repo)
+
+
+# ---------------------------------------------------------------- the base moves meanwhile
+
+
+class CommitsLandFromOutside:
+    """The real pool; each time a candidate has been built, someone else commits on main (in
+    the base's own worktree), before hostd's compare-and-swap."""
+
+    def __init__(self, pool: GitPool, repo: Repo, times: int) -> None:
+        self.pool = pool
+        self.repo = repo
+        self.left = times
+        self.landed: list[str] = []
+
+    async def run(self, fn: Any, *args: Any, key: str = "") -> Any:
+        result = await self.pool.run(fn, *args, key=key)
+        if fn is merge_steps.build and self.left > 0:
+            self.left -= 1
+            n = len(self.landed)
+            self.landed.append(self.repo.commit(f"outside {n}", {f"outside{n}.txt": f"{n}\n"}))
+        return result
+
+
+async def merge_racing(
+    pool: GitPool, repo: Repo, base_dir: Path, times: int, **params: Any
+) -> tuple[dict[str, Any], list[str]]:
+    racing = CommitsLandFromOutside(pool, repo, times)
+    ctx = CommandContext(
+        config=config_for(base_dir),
+        log=logging.getLogger("test"),
+        progress=_no_progress,
+        request_exit=lambda code: None,
+        git=racing,  # type: ignore[arg-type]
+    )
+    command = Command(id=f"m{next(_ids)}", type="workspace.merge", params=params)
+    result = await MergeHandler().run(command, ctx)
+    assert result is not None
+    return result, racing.landed
+
+
+async def test_base_moved_during_the_land_is_rebuilt_and_nothing_is_lost(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    wt = agent(repo, base_dir)
+    wt.commit("f1", {"f.txt": "agent\n"})
+    result, outside = await merge_racing(pool, repo, base_dir, 1, **params_for(wt, repo))
+    assert result["status"] == "merged", result
+    assert result["previousBaseSha"] == outside[0]
+    assert repo.git("rev-parse", "main~1").strip() == outside[0]
+    assert repo.git("show", "main:f.txt") == "agent\n"
+    assert repo.git("show", "main:outside0.txt") == "0\n"
+    assert repo.git("status", "--porcelain") == "" and (repo.path / "f.txt").exists()
+
+
+async def test_base_that_keeps_moving_is_given_up_with_nothing_changed(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    wt = agent(repo, base_dir)
+    head = wt.commit("f1", {"f.txt": "agent\n"})
+    result, outside = await merge_racing(pool, repo, base_dir, 10, **params_for(wt, repo))
+    assert result["status"] == "review_requested"
+    assert result["error"] == "base kept moving; gave up after 4 attempts"
+    assert len(outside) == 4 and repo.git("rev-parse", "main").strip() == outside[-1]
+    assert wt.head() == head and "agent/one" in branches(repo)
