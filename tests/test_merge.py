@@ -71,6 +71,17 @@ def params_for(wt: Repo, repo: Repo, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def assert_refused(
+    pool: GitPool, base_dir: Path, repo: Repo, wt: Repo, error: str, **params: Any
+) -> dict[str, Any]:
+    """The merge ends `review_requested` with `error`; refs, objects and files unchanged."""
+    before = snapshot(repo, wt.path)
+    result = await merge(pool, base_dir, **params_for(wt, repo, **params))
+    assert (result["status"], result.get("error")) == ("review_requested", error), result
+    assert snapshot(repo, wt.path) == before
+    return result
+
+
 def branches(repo: Repo) -> list[str]:
     return repo.git("for-each-ref", "--format=%(refname:short)", "refs/heads").split()
 
@@ -185,11 +196,8 @@ async def test_expected_head_moved_touches_nothing(
     wt = agent(repo, base_dir)
     old = wt.commit("f1", {"f.txt": "1\n"})
     wt.commit("f2", {"f.txt": "2\n"})
-    before = snapshot(repo, wt.path)
-    result = await merge(pool, base_dir, **params_for(wt, repo, expectedHeadSha=old))
-    assert result["status"] == "review_requested"
-    assert result["error"] == "worktree tip moved since dispatch"
-    assert snapshot(repo, wt.path) == before
+    tip_moved = "worktree tip moved since dispatch"
+    await assert_refused(pool, base_dir, repo, wt, tip_moved, expectedHeadSha=old)
 
 
 async def test_dirty_worktree_is_review_requested(
@@ -198,11 +206,7 @@ async def test_dirty_worktree_is_review_requested(
     wt = agent(repo, base_dir)
     wt.commit("f1", {"f.txt": "1\n"})
     wt.write("untracked.txt", "work in progress\n")
-    before = snapshot(repo, wt.path)
-    result = await merge(pool, base_dir, **params_for(wt, repo))
-    assert result == {**result, "status": "review_requested",
-                      "error": "worktree has uncommitted changes"}  # fmt: skip
-    assert snapshot(repo, wt.path) == before
+    await assert_refused(pool, base_dir, repo, wt, "worktree has uncommitted changes")
 
 
 async def test_conflict_reports_files_and_changes_nothing(
@@ -339,11 +343,7 @@ async def test_diverged_local_base_is_refused(
     other.commit("upstream only", {"u.txt": "u\n"})
     other.git("push", "-q", "origin", "HEAD:main")
     repo.git("fetch", "-q")
-    before = snapshot(repo, wt.path)
-    result = await merge(pool, base_dir, **params_for(wt, repo))
-    assert result["status"] == "review_requested"
-    assert result["error"] == "local base diverged from its upstream"
-    assert snapshot(repo, wt.path) == before
+    await assert_refused(pool, base_dir, repo, wt, "local base diverged from its upstream")
 
 
 async def test_push_rejected_moves_the_local_base_back(

@@ -170,17 +170,14 @@ class MergeHandler(BaseHandler):
     capability = "workspaceMerge"
 
     async def run(self, command: Command, ctx: CommandContext) -> Result:
-        started = time.monotonic()
-        params = command.params
-        try:
-            req = MergeRequest.parse(command.id, params, ctx.config)
-        except p.ParamError as exc:
-            return _final(params, {"status": FAILED_STATUS, "error": str(exc)}, started)
-        return _final(params, await Merge(req, ctx).run(), started)
+        return await self._merge(command, ctx, recovering=False)
 
     async def recover(self, command: Command, entry: Entry, ctx: CommandContext) -> Result:
         """Find out from the repository whether the land happened; finish what is left of a
         land that did (push, base worktree, worktree and branch), report it as it is."""
+        return await self._merge(command, ctx, recovering=True)
+
+    async def _merge(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
         started = time.monotonic()
         params = command.params
         try:
@@ -188,6 +185,8 @@ class MergeHandler(BaseHandler):
         except p.ParamError as exc:
             return _final(params, {"status": FAILED_STATUS, "error": str(exc)}, started)
         merge = Merge(req, ctx)
+        if not recovering:
+            return _final(params, await merge.run(), started)
         found = await merge.step(steps.assess, req, bounded=False)
         if not found["landed"]:
             return _final(params, {"status": FAILED_STATUS, "error": INTERRUPTED}, started)
