@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hostd.commands.merge import INTERRUPTED
-from tests.gitrepo import Repo, git
+from tests.gitrepo import Repo, clone_with_origin, git
 from tests.relay_harness import DevRelay, Hostd, wait_until
 
 TERMINAL = ("succeeded", "failed")
@@ -120,17 +120,19 @@ def consistent(repo: Repo, wt: Repo, before: str, finished: bool = False) -> boo
     return True
 
 
-@pytest.mark.parametrize(
-    "phase", ["merge:replaying", "merge:syncing", "merge:finishing", "merge:moved", "merge:branch"]
-)
+PHASES = ["preview", "replaying", "swapping", "syncing", "pushing", "finishing", "moved", "branch"]
+
+
+@pytest.mark.parametrize("phase", [f"merge:{name}" for name in PHASES])
 async def test_kill_9_at_each_phase_then_one_true_report(
     relay: DevRelay,
     hostd: Callable[[str], Hostd],
-    repo: Repo,
     base_dir: Path,
     tmp_path: Path,
     phase: str,
 ) -> None:
+    """The base has an upstream, so the land fetches and pushes too."""
+    repo, origin = clone_with_origin(base_dir, "repo")
     wt = agent(repo, base_dir)
     wt.commit("f1", {"f.txt": "feature\n"})
     repo.commit("m1", {"m.txt": "main\n"})
