@@ -7,8 +7,8 @@ timed from the command's creation at the relay to the base ref advanced on disk,
 command's outcome. The git CLI does the same land: `git rebase main` in the worktree,
 `git update-ref`, `git worktree remove`, `git branch -D`. Branches are 1, 10 and 50 commits
 ahead and 3 behind, without conflicts; the base is not checked out anywhere (neither side then
-updates a base worktree); one land warms hostd up first. `/api/health` is sampled every 5 ms during the 50-commit lands.
-Prints one table and exits 0 whatever the numbers are.
+updates a base worktree); one land warms hostd up first. `/api/health` is sampled every 5 ms
+during the 50-commit lands. Prints one table and exits 0 whatever the numbers are.
 """
 
 from __future__ import annotations
