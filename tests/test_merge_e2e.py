@@ -158,10 +158,9 @@ async def test_kill_9_at_each_phase_then_one_true_report(
         assert wt.path.exists() and repo.git("status", "--porcelain") == ""
         return
     assert done["status"] == "succeeded", done
-    assert (
-        done["result"]["status"] == "merged"
-        and done["result"]["mergedSha"] == repo.git("rev-parse", "main").strip()
-    )
+    tip = repo.git("rev-parse", "main").strip()
+    assert done["result"]["status"] == "merged" and done["result"]["mergedSha"] == tip
+    assert git(origin, "rev-parse", "main").strip() == tip
     assert not wt.path.exists()
     assert "agent/one" not in repo.git("branch", "--list")
     assert git(repo.path, "status", "--porcelain") == ""
