@@ -260,9 +260,17 @@ def resync_base(git_dir: str, base: str, old: str, new: str) -> Data | None:
 
 
 def push_base(req: MergeRequest, plan: Data, found: Data, candidate: Data) -> Data:
-    """Push the new tip with a lease on the upstream value seen: `{pushed}`, `error` if not."""
+    """Push the new tip with a lease on the upstream value seen: `{pushed}`, `error` if not.
+    Never a forced update: the tip must contain what the upstream has (already there: done)."""
     up = found["upstream"]
-    tip = candidate["tip"]
+    tip, seen = candidate["tip"], found["seen"]
+    if seen:
+        repo = pygit2.Repository(plan["gitDir"])
+        tip_id, seen_id = pygit2.Oid(hex=tip), pygit2.Oid(hex=seen)
+        if seen_id == tip_id or repo.descendant_of(seen_id, tip_id):
+            return {"pushed": True}
+        if not repo.descendant_of(tip_id, seen_id):
+            return {"pushed": False, "error": DIVERGED}
     try:
         result = push(plan["gitDir"], up["remote"], tip, up["merge_ref"], found["seen"],
                       req.fetch_timeout)  # fmt: skip
