@@ -432,3 +432,16 @@ async def test_base_that_keeps_moving_is_given_up_with_nothing_changed(
     assert result["error"] == "base kept moving; gave up after 4 attempts"
     assert len(outside) == 4 and repo.git("rev-parse", "main").strip() == outside[-1]
     assert wt.head() == head and "agent/one" in branches(repo)
+
+
+async def test_merge_timeout_before_the_swap_changes_nothing(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    wt = agent(repo, base_dir)
+    wt.commit("f1", {"f.txt": "1\n"})
+    before = snapshot(repo, wt.path)
+    config = config_for(base_dir, merge_timeout="1ms")
+    result = await merge(pool, base_dir, config, **params_for(wt, repo))
+    assert result["status"] == "review_requested"
+    assert result["error"] == "merge timed out after 0.001s"
+    assert snapshot(repo, wt.path) == before
