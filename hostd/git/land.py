@@ -70,7 +70,7 @@ def build_candidate(
     onto = repo[pygit2.Oid(hex=onto_sha) if onto_sha else expected].peel(pygit2.Commit)
     head = repo[head_sha].peel(pygit2.Commit)
     candidate = Candidate(base_ref, str(expected), str(onto.id), str(head.id))
-    result = replay(repo, head, onto, committer)
+    result = replay(repo, head, onto, committer, shortcut=True)
     if result.conflict or result.tip is None:
         candidate.conflict_files = result.conflict_files
         return candidate
