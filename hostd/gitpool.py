@@ -33,6 +33,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from hostd.lifeline import guarded
+
 T = TypeVar("T")
 log = logging.getLogger("hostd.gitpool")
 
@@ -244,7 +246,11 @@ class _Worker:
         await self._until_ready()
         executor = self.executor
         assert executor is not None
-        job: Future[T] = executor.submit(fn, *args)
+        job: Future[T] = (
+            executor.submit(guarded, fn, *args)
+            if self.settings.writes
+            else executor.submit(fn, *args)
+        )
         self.tasks += 1
         try:
             return await asyncio.wrap_future(job)

@@ -13,6 +13,8 @@ from hostd.metrics import Metrics
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 OUTSIDE = re.compile(r"\.\./shared|/work/share[d]")
+
+
 def test_http_api_page_is_the_rendered_openapi_document() -> None:
     assert (DOCS / "http-api.md").read_text() == render_markdown(), (
         "run: python -m hostd.api.apidoc > docs/http-api.md"

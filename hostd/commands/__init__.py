@@ -28,6 +28,13 @@ def build_registry(
 ) -> Registry:
     env = os.environ if env is None else env
     registry = Registry()
+    from hostd.commands.cleanup import CleanupHandler
+    from hostd.commands.merge import MergeHandler
+    from hostd.commands.reconcile import ReconcileHandler
+
+    registry.register(MergeHandler())
+    registry.register(CleanupHandler())
+    registry.register(ReconcileHandler())
     if config is not None:
         from hostd.commands.upgrade import UpgradeHandler
 
