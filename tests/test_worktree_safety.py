@@ -15,7 +15,13 @@ from hostd.commands.target import workspace_params
 from hostd.git.errors import RefusedError
 from hostd.git.safety import default_base_name, delete_branch
 from hostd.git.snapshot import save_snapshot
-from hostd.git.worktrees import finish_removals, locate, remove_worktree, uncommitted_changes
+from hostd.git.worktrees import (
+    finish_removals,
+    forget,
+    locate,
+    remove_worktree,
+    uncommitted_changes,
+)
 from tests.gitrepo import Repo, git, init_repo
 
 PHASES = ["marked", "moved", "unregistered", "purged"]
@@ -111,7 +117,7 @@ def test_removal_interrupted_at_any_phase_is_consistent(
     refs_before = repo.git("for-each-ref")
     found = locate(str(wt.path), None, str(base_dir))
     if phase is None:
-        remove_worktree(found)
+        forget(remove_worktree(found))
     else:
         with pytest.raises(Crash):
             remove_worktree(found, crash_at(phase))
@@ -121,7 +127,9 @@ def test_removal_interrupted_at_any_phase_is_consistent(
             assert snapshot_files(wt.path) == files
         assert found.common_dir is not None
         done = finish_removals(found.common_dir, str(base_dir))
-        assert done == ([] if phase in ("marked", "unregistered", "purged") else [str(wt.path)])
+        assert [(w.path, w.branch) for w in done] == (
+            [] if phase == "marked" else [(str(wt.path), "agent/a")]
+        )
     kept = phase == "marked"
     assert wt.path.exists() == kept
     assert (str(wt.path) in listed(repo)) == kept

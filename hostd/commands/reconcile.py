@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pygit2
 
 from hostd.commands import params as p
-from hostd.commands.cleanup import CleanupParams, cleanup_in_worker
+from hostd.commands.cleanup import CleanupParams, cleanup_in_worker, finish_interrupted
 from hostd.commands.registry import BaseHandler, Command, CommandContext, Result
 from hostd.commands.target import (
     Environment,
@@ -22,7 +22,6 @@ from hostd.git.discover import Workspace
 from hostd.git.errors import GitError, RefusedError
 from hostd.git.safety import default_base_name
 from hostd.git.state import workspace_state
-from hostd.git.worktrees import finish_removals
 
 if TYPE_CHECKING:
     from hostd.relay.journal import Entry
@@ -55,9 +54,7 @@ def reconcile_in_worker(
 ) -> dict[str, Any]:
     """The whole reconcile, synchronously; the result without `workspaceId`."""
     try:
-        wt = resolve_target(target, env.base_dir)
-        if wt.common_dir is not None and finish_removals(wt.common_dir, env.base_dir):
-            wt = resolve_target(target, env.base_dir)
+        wt, _ = finish_interrupted(resolve_target(target, env.base_dir), target, env)
     except RefusedError as exc:
         return {
             "status": REVIEW,
