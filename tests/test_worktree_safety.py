@@ -23,6 +23,7 @@ from hostd.git.worktrees import (
     uncommitted_changes,
 )
 from tests.gitrepo import Repo, git, init_repo
+from tests.test_cleanup import tree_files
 
 PHASES = ["marked", "moved", "unregistered", "purged"]
 
@@ -42,16 +43,6 @@ def crash_at(wanted: str):
 def listed(repo: Repo) -> list[str]:
     out = repo.git("worktree", "list", "--porcelain")
     return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
-
-
-def snapshot_files(root: Path) -> dict[str, bytes]:
-    files = {}
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in names:
-            full = Path(folder, name)
-            files[str(full.relative_to(root))] = full.read_bytes()
-    return files
 
 
 def test_locate_a_linked_worktree(base_dir: Path, repo: Repo) -> None:
@@ -113,7 +104,7 @@ def test_removal_interrupted_at_any_phase_is_consistent(
 ) -> None:
     wt = repo.worktree(base_dir / "wt" / "a", "agent/a")
     wt.write("ignored-later.txt", "x")
-    files = snapshot_files(wt.path)
+    files = tree_files(wt.path)
     refs_before = repo.git("for-each-ref")
     found = locate(str(wt.path), None, str(base_dir))
     if phase is None:
@@ -124,7 +115,7 @@ def test_removal_interrupted_at_any_phase_is_consistent(
         present = wt.path.exists()
         assert present == (str(wt.path) in listed(repo)) or phase == "moved"
         if present:
-            assert snapshot_files(wt.path) == files
+            assert tree_files(wt.path) == files
         assert found.common_dir is not None
         done = finish_removals(found.common_dir, str(base_dir))
         assert [(w.path, w.branch) for w in done] == (
@@ -134,7 +125,7 @@ def test_removal_interrupted_at_any_phase_is_consistent(
     assert wt.path.exists() == kept
     assert (str(wt.path) in listed(repo)) == kept
     if kept:
-        assert snapshot_files(wt.path) == files
+        assert tree_files(wt.path) == files
         assert not (Path(found.admin_dir or "") / "hostd-removing").exists()
     assert sorted(os.listdir(wt.path.parent)) == (["a"] if kept else [])
     assert not (Path(found.common_dir or "") / "hostd-trash").exists() or not os.listdir(

@@ -9,16 +9,17 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pygit2
 
 from hostd.commands import params as p
 from hostd.commands.pause import Phases
-from hostd.commands.registry import BaseHandler, Command, CommandContext, Result
+from hostd.commands.registry import Command, CommandContext, Result
 from hostd.commands.removal import remove_and_release
 from hostd.commands.target import (
     Environment,
+    WorkspaceHandler,
     WorkspaceParams,
     echo_id,
     failure,
@@ -40,9 +41,6 @@ from hostd.git.worktrees import (
     remove_empty_parent,
     uncommitted_changes,
 )
-
-if TYPE_CHECKING:
-    from hostd.relay.journal import Entry
 
 TIMEOUT_S = 120.0
 MAX_REASON_CHARS = 2000
@@ -180,17 +178,11 @@ def cleanup_in_worker(
         return {"removed": False, "error": f"cleanup failed: {exc}"}
 
 
-class CleanupHandler(BaseHandler):
+class CleanupHandler(WorkspaceHandler):
     type = "workspace.cleanup"
     capability = "workspaceCleanup"
 
-    async def run(self, command: Command, ctx: CommandContext) -> Result:
-        return await self._cleanup(command, ctx, recovering=False)
-
-    async def recover(self, command: Command, entry: Entry, ctx: CommandContext) -> Result:
-        return await self._cleanup(command, ctx, recovering=True)
-
-    async def _cleanup(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
+    async def execute(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
         params = command.params
         try:
             req = cleanup_params(params)

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileStatus
@@ -157,16 +158,7 @@ def _present(lexical: str, real: str, base_dir: str) -> Worktree:
         raise RefusedError(f"the worktree metadata of {lexical} does not point back at it")
     if repo.workdir is None or os.path.realpath(repo.workdir) != real:
         raise RefusedError(f"not the top of a linked git worktree: {lexical}")
-    info = head_info(repo)
-    return Worktree(
-        path=real,
-        exists=True,
-        common_dir=common,
-        admin_dir=admin,
-        branch=info.get("branch"),
-        head=info.get("headSha"),
-        locked=_read(os.path.join(admin, "locked")),
-    )
+    return _registered(real, True, common, admin, head_info(repo))
 
 
 def _gone(real: str, root: str | None, base_dir: str) -> Worktree:
@@ -180,13 +172,17 @@ def _gone(real: str, root: str | None, base_dir: str) -> Worktree:
     if not within(os.path.realpath(admin), os.path.realpath(base_dir)):
         raise outside(real, base_dir)
     entry = resolve_head_file(repo, _read(os.path.join(admin, "HEAD")))
+    return _registered(real, False, common, admin, entry)
+
+
+def _registered(path: str, exists: bool, common: str, admin: str, head: dict[str, Any]) -> Worktree:
     return Worktree(
-        path=real,
-        exists=False,
+        path=path,
+        exists=exists,
         common_dir=common,
         admin_dir=admin,
-        branch=entry.get("branch"),
-        head=entry.get("headSha"),
+        branch=head.get("branch"),
+        head=head.get("headSha"),
         locked=_read(os.path.join(admin, "locked")),
     )
 
