@@ -44,7 +44,12 @@ async def test_registers_with_every_field_then_heartbeats_at_the_interval(
         "version": SEMVER,
         "protocolVersion": PROTOCOL_VERSION,
         "package": {"name": "hostd", "version": SEMVER},
-        "capabilities": {"hostApi": True, "relayCommandBus": True},
+        "capabilities": {
+            "hostApi": True,
+            "relayCommandBus": True,
+            "workspaceCleanup": True,
+            "workspaceReconcile": True,
+        },
         "providers": [],
         "providerStatus": {},
         "providerCatalog": [],
