@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -47,6 +48,9 @@ class ApiConfig:
     listen: str = "127.0.0.1:4860"
     public_url: str | None = None
     request_timeout: float = _duration(5.0)
+    max_connections: int = 1024
+    header_timeout: float = _duration(5.0)
+    idle_timeout: float = _duration(30.0)
 
     @property
     def host(self) -> str:
@@ -88,6 +92,9 @@ class WorkspacesConfig:
     root: str | None = None
     pr_auto_merge: str = _choice("on-green", "on-green", "off")
     keep_status: bool = True
+    max_watches: int = 0
+    diff_max_file_mb: int = 32
+    worker_memory_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,21 @@ class Config:
     @property
     def public_url(self) -> str:
         return self.api.public_url or f"http://{self.hostname}:{self.api.port}"
+
+    def unreachable_api_warning(self) -> str | None:
+        """Why the relay cannot reach the advertised API, when it is off this machine while the
+        API listens on loopback only and no api.public_url says otherwise."""
+        if not self.relay.url or self.api.public_url or not is_loopback(self.api.host):
+            return None
+        relay_host = urlsplit(self.relay.url).hostname or ""
+        if is_loopback(relay_host):
+            return None
+        return (
+            f"the relay {relay_host} is not on this machine, but api.listen {self.api.listen} "
+            f"is loopback only: it cannot reach the advertised {self.public_url}. Set "
+            f"api.listen to an address the relay can reach (e.g. 0.0.0.0:{self.api.port}, "
+            "with relay.token), or api.public_url to one that forwards here"
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, with secrets replaced."""
@@ -312,8 +334,14 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError(f"relay.url: expected an http(s) URL, got {cfg.relay.url!r}")
     if cfg.commands.max_concurrent < 1:
         raise ConfigError("commands.max_concurrent: must be at least 1")
-    if cfg.api.request_timeout <= 0:
-        raise ConfigError("api.request_timeout: must be above zero")
+    for key in ("request_timeout", "header_timeout", "idle_timeout"):
+        if getattr(cfg.api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be above zero")
+    if cfg.api.max_connections < 1:
+        raise ConfigError("api.max_connections: must be at least 1")
+    for key in ("max_watches", "diff_max_file_mb", "worker_memory_mb"):
+        if getattr(cfg.workspaces, key) < 0:
+            raise ConfigError(f"workspaces.{key}: must not be negative")
     for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
         if getattr(cfg.relay, key) <= 0:
             raise ConfigError(f"relay.{key}: must be above zero")

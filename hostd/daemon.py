@@ -23,6 +23,13 @@ from aiohttp import web
 from hostd import SEMVER
 from hostd.api import create_app
 from hostd.api.handlers import CAPABILITIES
+from hostd.api.server import (
+    BACKLOG,
+    ConnectionLimits,
+    GuardedRunner,
+    handle_resource_exhaustion,
+    raise_open_file_limit,
+)
 from hostd.commands import build_registry
 from hostd.config import Config
 from hostd.gitpool import GitPool
@@ -90,7 +97,11 @@ class Daemon:
                 on_status=self.notifier.status,
             )
             self.journal = Journal(os.path.join(config.state_dir, JOURNAL_FILE))
-            self.command_pool = GitPool(COMMAND_WORKERS, writes=True)
+            self.command_pool = GitPool(
+                COMMAND_WORKERS,
+                writes=True,
+                memory_limit=config.workspaces.worker_memory_mb * 2**20,
+            )
             self.commands = CommandLoop(
                 config,
                 self.client,
@@ -112,9 +123,13 @@ class Daemon:
             pruned = await self.journal.prune(JOURNAL_KEEP_MS)
             if pruned:
                 log.info("journal: dropped %d reported command(s) older than 7 days", pruned)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        api = self.config.api
+        limits = ConnectionLimits(api.max_connections, api.header_timeout, api.idle_timeout)
+        raise_open_file_limit()
+        self._runner = GuardedRunner(self.app, limits, access_log=None, handle_signals=False)
+        handle_resource_exhaustion(asyncio.get_running_loop(), self._runner.guard)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.api.host, self.config.api.port)
+        site = web.TCPSite(self._runner, api.host, api.port, backlog=BACKLOG)
         await site.start()
         log.info(
             "hostd %s serving %s on http://%s (base_dir %s)",
@@ -123,6 +138,9 @@ class Daemon:
             self.config.api.listen,
             self.config.base_dir,
         )
+        unreachable = self.config.unreachable_api_warning()
+        if unreachable:
+            log.warning("%s", unreachable)
         self.notifier.notify("READY=1", f"STATUS=serving on {self.config.api.listen}")
         self._spawn(self.notifier.run_watchdog(), "hostd-watchdog")
         if self.link is not None and self.commands is not None:
