@@ -15,8 +15,15 @@ from hostd.commands.target import workspace_params
 from hostd.git.errors import RefusedError
 from hostd.git.safety import default_base_name, delete_branch
 from hostd.git.snapshot import save_snapshot
-from hostd.git.worktrees import finish_removals, locate, remove_worktree, uncommitted_changes
+from hostd.git.worktrees import (
+    finish_removals,
+    forget,
+    locate,
+    remove_worktree,
+    uncommitted_changes,
+)
 from tests.gitrepo import Repo, git, init_repo
+from tests.test_cleanup import tree_files
 
 PHASES = ["marked", "moved", "unregistered", "purged"]
 
@@ -36,16 +43,6 @@ def crash_at(wanted: str):
 def listed(repo: Repo) -> list[str]:
     out = repo.git("worktree", "list", "--porcelain")
     return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
-
-
-def snapshot_files(root: Path) -> dict[str, bytes]:
-    files = {}
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in names:
-            full = Path(folder, name)
-            files[str(full.relative_to(root))] = full.read_bytes()
-    return files
 
 
 def test_locate_a_linked_worktree(base_dir: Path, repo: Repo) -> None:
@@ -107,26 +104,28 @@ def test_removal_interrupted_at_any_phase_is_consistent(
 ) -> None:
     wt = repo.worktree(base_dir / "wt" / "a", "agent/a")
     wt.write("ignored-later.txt", "x")
-    files = snapshot_files(wt.path)
+    files = tree_files(wt.path)
     refs_before = repo.git("for-each-ref")
     found = locate(str(wt.path), None, str(base_dir))
     if phase is None:
-        remove_worktree(found)
+        forget(remove_worktree(found))
     else:
         with pytest.raises(Crash):
             remove_worktree(found, crash_at(phase))
         present = wt.path.exists()
         assert present == (str(wt.path) in listed(repo)) or phase == "moved"
         if present:
-            assert snapshot_files(wt.path) == files
+            assert tree_files(wt.path) == files
         assert found.common_dir is not None
         done = finish_removals(found.common_dir, str(base_dir))
-        assert done == ([] if phase in ("marked", "unregistered", "purged") else [str(wt.path)])
+        assert [(w.path, w.branch) for w in done] == (
+            [] if phase == "marked" else [(str(wt.path), "agent/a")]
+        )
     kept = phase == "marked"
     assert wt.path.exists() == kept
     assert (str(wt.path) in listed(repo)) == kept
     if kept:
-        assert snapshot_files(wt.path) == files
+        assert tree_files(wt.path) == files
         assert not (Path(found.admin_dir or "") / "hostd-removing").exists()
     assert sorted(os.listdir(wt.path.parent)) == (["a"] if kept else [])
     assert not (Path(found.common_dir or "") / "hostd-trash").exists() or not os.listdir(

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pygit2
 
 from hostd.commands import params as p
 from hostd.commands.pause import Phases
-from hostd.commands.registry import BaseHandler, Command, CommandContext, Result
+from hostd.commands.registry import Command, CommandContext, Result
 from hostd.commands.removal import remove_and_release
 from hostd.commands.target import (
     Environment,
+    WorkspaceHandler,
     WorkspaceParams,
     echo_id,
     failure,
@@ -40,9 +41,6 @@ from hostd.git.worktrees import (
     remove_empty_parent,
     uncommitted_changes,
 )
-
-if TYPE_CHECKING:
-    from hostd.relay.journal import Entry
 
 TIMEOUT_S = 120.0
 MAX_REASON_CHARS = 2000
@@ -135,6 +133,21 @@ def clean_worktree(
     return {k: v for k, v in result.items() if v is not None}
 
 
+def finish_interrupted(
+    wt: Worktree, target: WorkspaceParams, env: Environment
+) -> tuple[Worktree, bool]:
+    """Complete removals a crash interrupted in the worktree's repository; when this worktree's
+    was one, locate it again with the branch and head it had registered, and say so."""
+    if wt.common_dir is None:
+        return wt, False
+    ours = [w for w in finish_removals(wt.common_dir, env.base_dir) if w.path == wt.path]
+    if not ours:
+        return wt, False
+    again = resolve_target(target, env.base_dir)
+    branch, head = again.branch or ours[0].branch, again.head or ours[0].head
+    return replace(again, branch=branch, head=head), True
+
+
 def cleanup_in_worker(
     req: CleanupParams, env: Environment, recovering: bool = False
 ) -> dict[str, Any]:
@@ -142,11 +155,7 @@ def cleanup_in_worker(
     pause = Phases("cleanup")
     try:
         wt = resolve_target(req.target, env.base_dir)
-        finished: list[str] = []
-        if wt.common_dir is not None:
-            finished = finish_removals(wt.common_dir, env.base_dir)
-            if finished:
-                wt = resolve_target(req.target, env.base_dir)
+        wt, interrupted = finish_interrupted(wt, req.target, env)
         branch = wt.branch or req.target.branch
         orphan = req.reclaim and req.target.workspace_id is None
         if orphan and (branch is None or not branch.startswith(AGENT_PREFIX)):
@@ -162,25 +171,18 @@ def cleanup_in_worker(
                 "branchPreservedReason": "repository not found",
                 "containerRemoved": remove_empty_parent(wt.path, env.workspaces_root),
             }
-        done = recovering and wt.path in finished
-        return clean_worktree(wt, req, env, pause, already_done=done)
+        return clean_worktree(wt, req, env, pause, already_done=recovering and interrupted)
     except RefusedError as exc:
         return {"removed": False, "error": str(exc)}
     except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
         return {"removed": False, "error": f"cleanup failed: {exc}"}
 
 
-class CleanupHandler(BaseHandler):
+class CleanupHandler(WorkspaceHandler):
     type = "workspace.cleanup"
     capability = "workspaceCleanup"
 
-    async def run(self, command: Command, ctx: CommandContext) -> Result:
-        return await self._cleanup(command, ctx, recovering=False)
-
-    async def recover(self, command: Command, entry: Entry, ctx: CommandContext) -> Result:
-        return await self._cleanup(command, ctx, recovering=True)
-
-    async def _cleanup(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
+    async def execute(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
         params = command.params
         try:
             req = cleanup_params(params)

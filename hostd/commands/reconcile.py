@@ -3,15 +3,16 @@ unlanded, otherwise ask for review. Every result carries `gitState` (host-api.md
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pygit2
 
 from hostd.commands import params as p
-from hostd.commands.cleanup import CleanupParams, cleanup_in_worker
-from hostd.commands.registry import BaseHandler, Command, CommandContext, Result
+from hostd.commands.cleanup import CleanupParams, cleanup_in_worker, finish_interrupted
+from hostd.commands.registry import Command, CommandContext, Result
 from hostd.commands.target import (
     Environment,
+    WorkspaceHandler,
     WorkspaceParams,
     echo_id,
     failure,
@@ -22,10 +23,6 @@ from hostd.git.discover import Workspace
 from hostd.git.errors import GitError, RefusedError
 from hostd.git.safety import default_base_name
 from hostd.git.state import workspace_state
-from hostd.git.worktrees import finish_removals
-
-if TYPE_CHECKING:
-    from hostd.relay.journal import Entry
 
 REVIEW = "review_requested"
 
@@ -55,9 +52,7 @@ def reconcile_in_worker(
 ) -> dict[str, Any]:
     """The whole reconcile, synchronously; the result without `workspaceId`."""
     try:
-        wt = resolve_target(target, env.base_dir)
-        if wt.common_dir is not None and finish_removals(wt.common_dir, env.base_dir):
-            wt = resolve_target(target, env.base_dir)
+        wt, _ = finish_interrupted(resolve_target(target, env.base_dir), target, env)
     except RefusedError as exc:
         return {
             "status": REVIEW,
@@ -79,17 +74,11 @@ def reconcile_in_worker(
     return {"status": status, "gitState": state, **cleaned}
 
 
-class ReconcileHandler(BaseHandler):
+class ReconcileHandler(WorkspaceHandler):
     type = "workspace.reconcile"
     capability = "workspaceReconcile"
 
-    async def run(self, command: Command, ctx: CommandContext) -> Result:
-        return await self._reconcile(command, ctx, recovering=False)
-
-    async def recover(self, command: Command, entry: Entry, ctx: CommandContext) -> Result:
-        return await self._reconcile(command, ctx, recovering=True)
-
-    async def _reconcile(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
+    async def execute(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
         params = command.params
         try:
             target = workspace_params(params)

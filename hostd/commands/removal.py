@@ -14,6 +14,7 @@ from hostd.git.safety import branch_verdict, delete_branch, resolve_landing_base
 from hostd.git.worktrees import (
     Pause,
     Worktree,
+    forget,
     is_registered,
     no_pause,
     remove_empty_parent,
@@ -63,7 +64,7 @@ def remove_and_release(
     """
     if wt.common_dir is None:
         raise RefusedError(f"no repository found for {wt.path}")
-    remove_worktree(wt, pause)
+    record = remove_worktree(wt, pause)
     if os.path.lexists(wt.path) or is_registered(wt.common_dir, wt.path):
         raise RefusedError(f"{wt.path} is still present or registered after its removal")
     result: dict[str, Any] = {"removed": True}
@@ -72,5 +73,6 @@ def remove_and_release(
     else:
         result.update(release_branch(wt.common_dir, branch, base_ref, base_sha, delete))
     pause("branch")
+    forget(record)
     result["containerRemoved"] = remove_empty_parent(wt.path, workspaces_root)
     return result

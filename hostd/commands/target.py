@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hostd.commands import params as p
+from hostd.commands.registry import BaseHandler, Command, CommandContext, Result
 from hostd.config import Config
 from hostd.git.errors import RefusedError
 from hostd.git.worktrees import Worktree, locate
+
+if TYPE_CHECKING:
+    from hostd.relay.journal import Entry
 
 WORKSPACES_SUBDIR = os.path.join(".agent-relay", "workspaces")
 
@@ -76,9 +80,23 @@ def resolve_target(params: WorkspaceParams, base_dir: str) -> Worktree:
     return locate(params.worktree_path, params.repo_root, base_dir)
 
 
+class WorkspaceHandler(BaseHandler):
+    """A workspace command whose recovery is running it again, told that it recovers."""
+
+    async def run(self, command: Command, ctx: CommandContext) -> Result:
+        return await self.execute(command, ctx, recovering=False)
+
+    async def recover(self, command: Command, entry: Entry, ctx: CommandContext) -> Result:
+        return await self.execute(command, ctx, recovering=True)
+
+    async def execute(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
+        raise NotImplementedError
+
+
 __all__ = [
     "Environment",
     "RefusedError",
+    "WorkspaceHandler",
     "WorkspaceParams",
     "echo_id",
     "failure",

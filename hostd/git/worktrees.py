@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileStatus
@@ -157,16 +158,7 @@ def _present(lexical: str, real: str, base_dir: str) -> Worktree:
         raise RefusedError(f"the worktree metadata of {lexical} does not point back at it")
     if repo.workdir is None or os.path.realpath(repo.workdir) != real:
         raise RefusedError(f"not the top of a linked git worktree: {lexical}")
-    info = head_info(repo)
-    return Worktree(
-        path=real,
-        exists=True,
-        common_dir=common,
-        admin_dir=admin,
-        branch=info.get("branch"),
-        head=info.get("headSha"),
-        locked=_read(os.path.join(admin, "locked")),
-    )
+    return _registered(real, True, common, admin, head_info(repo))
 
 
 def _gone(real: str, root: str | None, base_dir: str) -> Worktree:
@@ -180,13 +172,17 @@ def _gone(real: str, root: str | None, base_dir: str) -> Worktree:
     if not within(os.path.realpath(admin), os.path.realpath(base_dir)):
         raise outside(real, base_dir)
     entry = resolve_head_file(repo, _read(os.path.join(admin, "HEAD")))
+    return _registered(real, False, common, admin, entry)
+
+
+def _registered(path: str, exists: bool, common: str, admin: str, head: dict[str, Any]) -> Worktree:
     return Worktree(
-        path=real,
-        exists=False,
+        path=path,
+        exists=exists,
         common_dir=common,
         admin_dir=admin,
-        branch=entry.get("branch"),
-        head=entry.get("headSha"),
+        branch=head.get("branch"),
+        head=head.get("headSha"),
         locked=_read(os.path.join(admin, "locked")),
     )
 
@@ -221,10 +217,12 @@ def _write_durably(path: str, content: str) -> None:
     _fsync_dir(os.path.dirname(path))
 
 
-def remove_worktree(wt: Worktree, pause: Pause = no_pause) -> None:
+def remove_worktree(wt: Worktree, pause: Pause = no_pause) -> str | None:
     """Delete the worktree's folder and its registration, so that a crash at any point leaves
     it either present and registered or gone; leftovers are finished by `finish_removals`.
 
+    Returns the removed registration, kept aside: pass it to `forget` once the branch has been
+    dealt with (until then a recovery can still tell which branch the worktree had).
     Phases (pause points): `marked`, `moved` (folder renamed aside), `unregistered`, `purged`.
     """
     if wt.common_dir is None:
@@ -247,15 +245,20 @@ def remove_worktree(wt: Worktree, pause: Pause = no_pause) -> None:
             raise RefusedError(f"cannot remove {wt.path}: {exc.strerror}") from exc
         _fsync_dir(os.path.dirname(wt.path))
     pause("moved")
-    unregistered = None
+    record = None
     if wt.admin_dir is not None:
-        unregistered = _unregister(wt.common_dir, wt.admin_dir, token)
+        record = _unregister(wt.common_dir, wt.admin_dir, token)
     pause("unregistered")
     if aside:
         shutil.rmtree(aside, ignore_errors=True)
-    if unregistered is not None:
-        shutil.rmtree(unregistered, ignore_errors=True)
     pause("purged")
+    return record
+
+
+def forget(record: str | None) -> None:
+    """Delete a registration `remove_worktree` kept aside."""
+    if record is not None:
+        shutil.rmtree(record, ignore_errors=True)
 
 
 def _unregister(common: str, admin: str, token: str) -> str:
@@ -277,37 +280,58 @@ def _aside_of(admin: str, base_dir: str) -> str | None:
     return aside
 
 
-def _purge_all(common: str, base_dir: str) -> None:
+def _removed_record(repo: pygit2.Repository, admin: str) -> Worktree | None:
+    """What an admin dir on its way out registered: the folder, its branch and head."""
+    recorded = _registered_path(admin)
+    if recorded is None:
+        return None
+    entry = resolve_head_file(repo, _read(os.path.join(admin, "HEAD")))
+    return Worktree(
+        path=recorded,
+        exists=False,
+        common_dir=os.path.realpath(repo.path),
+        admin_dir=None,
+        branch=entry.get("branch"),
+        head=entry.get("headSha"),
+    )
+
+
+def _purge_all(repo: pygit2.Repository, common: str, base_dir: str) -> list[Worktree]:
     trash = os.path.join(common, TRASH)
     try:
-        names = os.listdir(trash)
+        names = sorted(os.listdir(trash))
     except OSError:
-        return
+        return []
+    purged: list[Worktree] = []
     for name in names:
         admin = os.path.join(trash, name)
+        record = _removed_record(repo, admin)
+        if record is not None:
+            purged.append(record)
         aside = _aside_of(admin, base_dir)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
         shutil.rmtree(admin, ignore_errors=True)
+    return purged
 
 
-def finish_removals(common: str, base_dir: str) -> list[str]:
-    """Complete removals a crash interrupted in this repository; return the worktree paths
-    whose removal was completed. A marked worktree whose folder was never moved is kept (its
-    mark dropped): the command that marked it decides again."""
-    finished: list[str] = []
-    for admin in admin_dirs(common):
-        if not os.path.exists(os.path.join(admin, REMOVING)):
-            continue
-        recorded = _registered_path(admin)
-        if recorded is not None and os.path.lexists(recorded):
-            os.remove(os.path.join(admin, REMOVING))
-            continue
-        _unregister(common, admin, f"{os.getpid()}-{time.time_ns()}")
-        if recorded is not None:
-            finished.append(recorded)
-    _purge_all(common, base_dir)
-    return finished
+def finish_removals(common: str, base_dir: str) -> list[Worktree]:
+    """Complete removals a crash interrupted in this repository; return what the completed
+    ones had registered (path, branch, head). A marked worktree whose folder was never moved is
+    kept (its mark dropped): the command that marked it decides again."""
+    repo = pygit2.Repository(common)
+    try:
+        for admin in admin_dirs(common):
+            if not os.path.exists(os.path.join(admin, REMOVING)):
+                continue
+            recorded = _registered_path(admin)
+            if recorded is not None and os.path.lexists(recorded):
+                os.remove(os.path.join(admin, REMOVING))
+                continue
+            _unregister(common, admin, f"{os.getpid()}-{time.time_ns()}")
+        return _purge_all(repo, common, base_dir)
+    finally:
+        repo.free()
 
 
 def remove_empty_parent(path: str, root: str) -> bool:
