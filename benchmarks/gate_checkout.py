@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from genrepo import Spec, ensure_repo
 from run import FULL, QUICK, ROOT, bench_env  # re-runs itself with the venv when needed
 
-from genrepo import Spec, ensure_repo
 from hostd.gates.checkout import materialise, remove
 
 

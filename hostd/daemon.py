@@ -25,6 +25,7 @@ from hostd.api import create_app
 from hostd.api.handlers import CAPABILITIES
 from hostd.commands import build_registry
 from hostd.config import Config
+from hostd.gates.sweep import sweep as sweep_gates
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
@@ -107,6 +108,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        # Before any command can run: gates and checkouts a crashed hostd left behind.
+        await asyncio.to_thread(sweep_gates, self.config.state_dir)
         if self.journal is not None:
             await self.journal.open()
             pruned = await self.journal.prune(JOURNAL_KEEP_MS)

@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 from hostd.gates import groups
-from hostd.gates.declaration import Declaration, Gate, parse_declaration
 from hostd.gates.environment import MARKER, gate_environment
 from hostd.gates.runner import TAIL_CHARS, GateRunner
 from hostd.gates.sweep import gates_dir, sweep
+from hostd.git.gatefile import Declaration, Gate, parse_declaration
 from tests.relay_harness import wait_until
 
 TOKEN = "relay-token-0123456789"
@@ -207,7 +207,7 @@ async def test_a_passed_deadline_times_the_gate_out(tmp_path: Path, work: Path) 
 CRASHING_HOSTD = textwrap.dedent(
     """
     import asyncio, os, sys
-    from hostd.gates.declaration import Gate
+    from hostd.git.gatefile import Gate
     from hostd.gates.runner import GateRunner
     state, work = sys.argv[1], sys.argv[2]
     gate = Gate("crash", "sleep 300 & echo $! > child.pid; echo $$ > leader.pid; wait")

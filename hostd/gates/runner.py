@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hostd.gates import groups
-from hostd.gates.declaration import CONFIG_GATE, GATE_FILE, Declaration, Gate
 from hostd.gates.environment import MARKER
+from hostd.git.gatefile import CONFIG_GATE, GATE_FILE, Declaration, Gate
 
 TAIL_CHARS = 4000
 KILL_GRACE = 5.0

@@ -12,11 +12,11 @@ import os
 
 from hostd.config import Config
 from hostd.gates.checkout import materialise, remove
-from hostd.gates.declaration import declaration_at
 from hostd.gates.environment import gate_environment
 from hostd.gates.levels import GateLevel
 from hostd.gates.runner import GateRunner, GatesReport, Progress
 from hostd.gates.sweep import gates_dir
+from hostd.git.gatefile import declaration_at
 from hostd.gitpool import GitPool
 
 

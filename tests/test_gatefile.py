@@ -8,8 +8,8 @@ import os
 import pygit2
 import pytest
 
-from hostd.gates.declaration import CONFIG_GATE, GATE_FILE, Gate, read_declaration
 from hostd.gates.levels import GateLevel, GateParamError
+from hostd.git.gatefile import CONFIG_GATE, GATE_FILE, Gate, read_declaration
 from tests.gitrepo import Repo
 
 
