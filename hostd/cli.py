@@ -31,6 +31,25 @@ def _query_args(parser: argparse.ArgumentParser, strategy: bool = False) -> None
         parser.add_argument("--strategy", help="pr, rebase-ff or auto")
 
 
+def _command_args(sub: Any) -> None:
+    cleanup = sub.add_parser("cleanup", help="remove a worktree as workspace.cleanup does")
+    _config_args(cleanup)
+    cleanup.add_argument("path", help="the linked worktree")
+    cleanup.add_argument("--force", action="store_true", help="snapshot unsaved work, then remove")
+    cleanup.add_argument("--reason", help="why (required with --force)")
+    merge = sub.add_parser("merge", help="land a worktree's branch as workspace.merge does")
+    _config_args(merge)
+    merge.add_argument("path", help="the linked worktree")
+    merge.add_argument("--base", dest="base_ref", help="base branch (default: the default branch)")
+    merge.add_argument("--strategy", default="auto", choices=("auto", "rebase-ff", "pr"))
+    merge.add_argument(
+        "--keep-branch", action="store_true", help="keep the worktree; advance its branch"
+    )
+    reconcile = sub.add_parser("reconcile", help="remove a worktree if all its work landed")
+    _config_args(reconcile)
+    reconcile.add_argument("path", help="the linked worktree")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hostd", description=__doc__)
     parser.add_argument("--version", action="version", version=SEMVER)
@@ -51,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
             _query_args(query, strategy=name == "preview")
         if name == "diff":
             query.add_argument("--no-patch", action="store_true", help="leave the patch out")
+    _command_args(sub)
     relay = sub.add_parser("dev-relay", help="run the development relay (not for production)")
     relay.add_argument("--listen", default="127.0.0.1:4850", help="host:port")
     relay.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
@@ -99,6 +119,33 @@ def _query(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _local_command(args: argparse.Namespace, config: Config) -> int:
+    """Run a workspace command's handler here, under the daemon's locks; exit 1 on `error`."""
+    from hostd.commands.cleanup import CleanupHandler
+    from hostd.commands.local import run_locally
+    from hostd.commands.reconcile import ReconcileHandler
+
+    params: dict[str, Any] = {"worktreePath": str(Path(args.path).absolute())}
+    handler: Any = ReconcileHandler()
+    if args.command == "merge":
+        from hostd.commands.merge import MergeHandler
+
+        handler = MergeHandler()
+        params.update(strategy=args.strategy, deleteBranch=not args.keep_branch)
+        if args.base_ref:
+            params["baseRef"] = args.base_ref
+    if args.command == "cleanup":
+        handler = CleanupHandler()
+        if args.force:
+            params.update(force=True, reason=args.reason or "")
+    result = asyncio.run(run_locally(handler, params, config))
+    _print_json(result)
+    return 1 if result.get("error") else 0
+
+
+LOCAL_COMMANDS = {"cleanup", "merge", "reconcile"}
+
+
 def _check(config: Config) -> int:
     from hostd.api.handlers import version_body
 
@@ -141,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(config.log.level, config.log.format)
         return asyncio.run(serve(config))
+    if args.command in LOCAL_COMMANDS:
+        return _local_command(args, config)
     return _query(args, config)
 
 

@@ -35,7 +35,8 @@ def find_repository(
     """The repository whose working tree holds `path`, found without climbing above base_dir.
 
     Bare repositories and paths inside a git directory yield None, as `git rev-parse
-    --show-toplevel` fails there.
+    --show-toplevel` fails there. So does a repository whose git directory or common git
+    directory lies outside base_dir (a `.git` file or linked worktree pointing out of it).
     """
     real_base = os.path.realpath(base_dir)
     real_path = os.path.realpath(path)
@@ -56,7 +57,7 @@ def find_repository(
     if not within(workdir, real_base) or not within(real_path, workdir):
         return None
     for git_path in {os.path.realpath(repo.path), os.path.realpath(_common_dir(repo))}:
-        if within(real_path, git_path):
+        if within(real_path, git_path) or not within(git_path, real_base):
             return None
     return repo
 
@@ -111,7 +112,7 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _resolve_head(repo: pygit2.Repository, head_text: str | None) -> dict[str, Any]:
+def resolve_head_file(repo: pygit2.Repository, head_text: str | None) -> dict[str, Any]:
     """Interpret a worktree's HEAD file like `git worktree list --porcelain` does."""
     entry: dict[str, Any] = {}
     text = (head_text or "").strip()
@@ -147,8 +148,12 @@ def _prune_reason(admin_dir: str) -> str | None:
     return None
 
 
-def list_worktrees(repo: pygit2.Repository) -> list[dict[str, Any]]:
-    """Every worktree of the repository: main first, then linked ones sorted by path."""
+def list_worktrees(repo: pygit2.Repository, base_dir: str | None = None) -> list[dict[str, Any]]:
+    """Every worktree of the repository: main first, then linked ones sorted by path.
+
+    With `base_dir`, linked worktrees whose real path lies outside it are left out.
+    """
+    real_base = None if base_dir is None else os.path.realpath(base_dir)
     common = common_dir(repo)
     main: dict[str, Any]
     main_repo_bare = os.path.basename(common) != ".git" and _is_bare(common)
@@ -156,7 +161,7 @@ def list_worktrees(repo: pygit2.Repository) -> list[dict[str, Any]]:
         main = {"path": common, "bare": True}
     else:
         main = {"path": os.path.dirname(common)}
-        main.update(_resolve_head(repo, _read(os.path.join(common, "HEAD"))))
+        main.update(resolve_head_file(repo, _read(os.path.join(common, "HEAD"))))
     linked: list[dict[str, Any]] = []
     admin_root = os.path.join(common, "worktrees")
     try:
@@ -169,8 +174,10 @@ def list_worktrees(repo: pygit2.Repository) -> list[dict[str, Any]]:
         if not os.path.isdir(admin):
             continue
         path = os.path.dirname(gitdir) if gitdir else admin
+        if real_base is not None and not within(os.path.realpath(path), real_base):
+            continue
         entry: dict[str, Any] = {"path": path}
-        entry.update(_resolve_head(repo, _read(os.path.join(admin, "HEAD"))))
+        entry.update(resolve_head_file(repo, _read(os.path.join(admin, "HEAD"))))
         lock = _read(os.path.join(admin, "locked"))
         prune = None if lock is not None else _prune_reason(admin)
         if lock is not None:
@@ -213,5 +220,5 @@ def probe(
         body["headSha"] = info["headSha"]
     body["dirty"] = dirty_count(repo) > 0
     body["detached"] = info["detached"]
-    body["worktrees"] = list_worktrees(repo)
+    body["worktrees"] = list_worktrees(repo, base_dir)
     return body

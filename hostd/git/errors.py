@@ -7,3 +7,7 @@ class PathError(ValueError):
 
 class GitError(Exception):
     """A repository problem reported to callers as data (`{"error": ...}`), not as a crash."""
+
+
+class RefusedError(Exception):
+    """A destructive command refuses to act; nothing was touched. The message is the error."""
