@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hostd.commands.params import ParamError
+
 LEVELS = ("full", "subset", "none")
 MAX_REASON_CHARS = 500
 MAX_BY_CHARS = 200
 
 
-class GateParamError(ValueError):
+class GateParamError(ParamError):
     """A gate param the merge cannot act on; the message names it."""
 
 
