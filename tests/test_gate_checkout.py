@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from hostd.gates.checkout import checkouts_root, materialise, remove, remove_all
 from tests.gitrepo import Repo, git
 
@@ -28,8 +30,10 @@ def snapshot(root: Path) -> dict[str, tuple[str, bool, bytes]]:
     return found
 
 
-def varied_commit(repo: Repo) -> str:
-    repo.write(".gitattributes", "*.txt text eol=crlf\n")
+def varied_commit(repo: Repo, attributes: bool = True) -> str:
+    """Files of every kind; with `attributes`, a checkout filter that changes bytes."""
+    if attributes:
+        repo.write(".gitattributes", "*.txt text eol=crlf\n")
     repo.write("notes.txt", "one\ntwo\n")
     repo.write("deep/er/still/file.py", "print('x')\n")
     repo.write("empty", "")
@@ -38,15 +42,23 @@ def varied_commit(repo: Repo) -> str:
     repo.write("bin.dat", bytes(range(256)))
     os.symlink("deep/er", repo.path / "shortcut")
     os.symlink("missing-target", repo.path / "dangling")
-    return repo.commit("varied")
+    repo.git("add", "-A")
+    gitlink = f"160000,{repo.head()},vendor/submodule"
+    repo.git("update-index", "--add", "--cacheinfo", gitlink)
+    repo.git("commit", "-q", "-m", "varied")
+    return repo.head()
 
 
-def test_checkout_matches_git_worktree_add_of_the_same_commit(repo: Repo, tmp_path: Path) -> None:
-    sha = varied_commit(repo)
+@pytest.mark.parametrize("attributes", [False, True], ids=["written-directly", "with-filters"])
+def test_checkout_matches_git_worktree_add_of_the_same_commit(
+    repo: Repo, tmp_path: Path, attributes: bool
+) -> None:
+    sha = varied_commit(repo, attributes)
     oracle = tmp_path / "oracle"
     repo.git("worktree", "add", "-q", "--detach", str(oracle), sha)
     path = Path(materialise(str(repo.path / ".git"), sha, str(tmp_path / "gates")))
     assert snapshot(path) == snapshot(oracle)
+    assert (path / "vendor" / "submodule").is_dir()
     assert git(path, "rev-parse", "HEAD").strip() == sha
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
     assert git(path, "symbolic-ref", "-q", "HEAD", check=False) == ""  # detached
