@@ -320,3 +320,20 @@ async def test_base_moving_twice_while_gates_run_asks_for_review(
     assert result["error"] == GATES_RACED
     assert repo.git("rev-parse", "main").strip() == outside
     assert (tmp_path / "runs").read_text() == "run\nrun\n"
+
+
+async def test_the_merge_timeout_covers_the_gates(
+    pool: GitPool, repo: Repo, base_dir: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    command = f"sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    declare(repo, {"name": "hangs", "command": command})
+    wt = agent(repo, base_dir)
+    wt.commit("feature", {"feature.txt": "x\n"})
+    before = refs(repo)
+    result = await merge(pool, config_for(base_dir, merge_timeout="6s"), **params_for(wt, repo))
+    assert result["status"] == "review_requested"
+    assert result["error"].startswith("merge timed out")
+    assert refs(repo) == before
+    spawned = [int(line) for line in pids.read_text().split()]
+    await wait_until(lambda: all(_zombie(pid) for pid in spawned), 10, "gate processes gone")
