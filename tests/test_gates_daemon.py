@@ -10,22 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import psutil
 
 from hostd.devrelay.context import STORE
 from tests.gitrepo import Repo
 from tests.relay_harness import DevRelay, Hostd, wait_until
+from tests.test_gate_runner import gone
 from tests.test_merge import agent
 
 GATE_FILE = ".agent-relay/land-gates.json"
 TOKEN = "bootstrap-token-for-gates-42"
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def pids_in(path: Path) -> list[int]:
@@ -105,15 +98,26 @@ async def test_a_failing_gate_ends_review_requested_at_the_relay_and_sees_no_tok
         await relay.stop()
 
 
+async def hanging_gate(
+    relay: DevRelay, host: Hostd, repo: Repo, base_dir: Path, pids: Path
+) -> tuple[Repo, str, str, list[int]]:
+    """A merge whose gate (and a child of it) runs until killed: (worktree, base before,
+    command id, the gate's pids) once the gate is up."""
+    wt = gated(repo, base_dir, f"sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait")
+    before = repo.git("rev-parse", "main").strip()
+    await host.start()
+    command_id = await merge_action(relay, repo, wt, "ws-hang")
+    spawned = await wait_until(lambda: len(pids_in(pids)) == 2 and pids_in(pids), 60, "gate up")
+    return wt, before, command_id, spawned
+
+
 async def test_kill_9_mid_gate_leaves_no_gate_process_after_the_next_start(
     relay: DevRelay, hostd: Callable[[str], Hostd], repo: Repo, base_dir: Path, tmp_path: Path
 ) -> None:
-    pids = tmp_path / "pids"
-    wt = gated(repo, base_dir, f"sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait")
-    before = repo.git("rev-parse", "main").strip()
-    host = await hostd(relay.url).start()
-    command_id = await merge_action(relay, repo, wt, "ws-kill")
-    spawned = await wait_until(lambda: len(pids_in(pids)) == 2 and pids_in(pids), 60, "gate up")
+    host = hostd(relay.url)
+    wt, before, command_id, spawned = await hanging_gate(
+        relay, host, repo, base_dir, tmp_path / "pids"
+    )
     host.send(signal.SIGKILL)
     await wait_until(lambda: host.proc is not None and host.proc.returncode is not None, 10)
     assert not any(gone(pid) for pid in spawned)
@@ -133,12 +137,8 @@ async def test_kill_9_mid_gate_leaves_no_gate_process_after_the_next_start(
 async def test_drain_ends_a_gate_that_outlasts_it_and_leaves_the_base(
     relay: DevRelay, hostd: Callable[[str], Hostd], repo: Repo, base_dir: Path, tmp_path: Path
 ) -> None:
-    pids = tmp_path / "pids"
-    wt = gated(repo, base_dir, f"sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait")
-    before = repo.git("rev-parse", "main").strip()
-    host = await hostd(relay.url).configure(commands={"drain_timeout": "500ms"}).start()
-    await merge_action(relay, repo, wt, "ws-drain")
-    spawned = await wait_until(lambda: len(pids_in(pids)) == 2 and pids_in(pids), 60, "gate up")
+    host = hostd(relay.url).configure(commands={"drain_timeout": "500ms"})
+    _, before, _, spawned = await hanging_gate(relay, host, repo, base_dir, tmp_path / "pids")
     host.send(signal.SIGTERM)
     assert await host.wait_exit(30) == 0
     await wait_until(lambda: all(gone(pid) for pid in spawned), 20, "gate processes ended")

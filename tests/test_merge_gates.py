@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from hostd.commands.merge import GATES_RACED, MergeHandler
@@ -19,6 +18,7 @@ from hostd.config import Config
 from hostd.gitpool import GitPool
 from tests.gitrepo import Repo
 from tests.relay_harness import wait_until
+from tests.test_gate_runner import gone
 from tests.test_merge import agent, config_for, params_for
 
 GATE_FILE = ".agent-relay/land-gates.json"
@@ -141,17 +141,7 @@ async def test_a_gate_past_its_timeout_ends_with_its_children(
     spawned = [int(line) for line in pids.read_text().split()]
     assert len(spawned) == 2
 
-    def all_gone() -> bool:
-        return not any(psutil.pid_exists(pid) and not _zombie(pid) for pid in spawned)
-
-    await wait_until(all_gone, 10, "gate processes gone")
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    await wait_until(lambda: all(gone(pid) for pid in spawned), 10, "gate processes gone")
 
 
 async def test_the_base_gate_judges_a_candidate_that_weakens_it(
@@ -336,4 +326,4 @@ async def test_the_merge_timeout_covers_the_gates(
     assert result["error"].startswith("merge timed out")
     assert refs(repo) == before
     spawned = [int(line) for line in pids.read_text().split()]
-    await wait_until(lambda: all(_zombie(pid) for pid in spawned), 10, "gate processes gone")
+    await wait_until(lambda: all(gone(pid) for pid in spawned), 10, "gate processes gone")
