@@ -29,10 +29,12 @@ from hostd.gates.sweep import sweep as sweep_gates
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
+from hostd.refresher import UpstreamRefresher
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
 from hostd.relay.journal import Journal
 from hostd.relay.link import Backoff, RelayLink
+from hostd.relay.locks import RepositoryLocks
 from hostd.relay.poller import CommandLoop
 from hostd.sdnotify import Notifier
 
@@ -128,6 +130,10 @@ class Daemon:
         )
         self.notifier.notify("READY=1", f"STATUS=serving on {self.config.api.listen}")
         self._spawn(self.notifier.run_watchdog(), "hostd-watchdog")
+        if self.config.workspaces.fetch_interval > 0:
+            locks = self.commands.repo_locks if self.commands is not None else RepositoryLocks()
+            refresher = UpstreamRefresher(self.config, locks)
+            self._spawn(refresher.run(), "hostd-upstream-refresher")
         if self.link is not None and self.commands is not None:
             self._spawn(self.link.run(), "hostd-relay-link")
             self.commands.start()

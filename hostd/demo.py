@@ -141,6 +141,8 @@ def _instructions(relay_url: str, api_url: str, token: str, ids: list[str], root
             f"  curl -s {auth} '{relay_url}/api/workspaces/{first}/merge-preview?strategy=auto'",
             f"  curl -s {auth} -H 'Content-Type: application/json' "
             f'-d \'{{"action":"merge"}}\' {relay_url}/api/workspaces/{first}/actions',
+            f"    (lands {first}'s branch on main, then removes its worktree: git -C "
+            f"{root / 'app'} log --oneline main)",
             "",
             "Press Ctrl-C to stop.",
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
 import signal
 import zlib
 from collections.abc import Callable
@@ -17,16 +18,22 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from hostd.workerguard import guarded
+
 T = TypeVar("T")
 
 TASKS_PER_WORKER = 200
 OBJECT_CACHE_BYTES = 64 * 2**20
 
 
-def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
+def _worker_init(keep_status: bool = False, writes: bool = False, owner: int = 0) -> None:
     import pygit2
 
     from hostd.git.status import keep_counts
+    from hostd.workerguard import exit_with_owner
+
+    if owner:
+        exit_with_owner(owner)
 
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -51,7 +58,7 @@ class _Worker:
     ) -> None:
         self._context = context
         self._tasks_per_worker = tasks_per_worker
-        self._initargs = (keep_status, writes)
+        self._initargs = (keep_status, writes, os.getpid())
         self.executor = self._new_executor()
         self.submitted = 0
         self.in_flight = 0
@@ -78,7 +85,7 @@ class _Worker:
         executor = self.executor
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, functools.partial(fn, *args))
+            return await loop.run_in_executor(executor, functools.partial(guarded, fn, *args))
         except BrokenProcessPool:
             if executor is self.executor:
                 self.replace(cancel=True)

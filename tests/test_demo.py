@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.gitrepo import git
-from tests.procs import free_port, hostd_command, http_json
+from tests.procs import free_port, hostd_command, http_json, wait_for
 
 
 def read_until(proc: subprocess.Popen[str], marker: str) -> str:
@@ -53,6 +53,19 @@ def test_demo_serves_the_sandbox_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert preview["reason"] == "worktree has uncommitted changes"
         status, _ = http_json(f"{relay_url}/api/workspaces/ws-readme/git-state")
         assert status == 401
+        merge_line = next(line for line in banner.splitlines() if '"action":"merge"' in line)
+        subprocess.run(merge_line.strip(), shell=True, check=True, capture_output=True, timeout=30)
+        wait_for(
+            lambda: (
+                http_json(f"{relay_url}/api/workspaces/ws-greeting", headers)[1]["status"]
+                == "merged"
+            ),
+            30,
+        )
+        repo = sandbox / "app"
+        assert git(repo, "show", "main:GREETING.md") == "Pass a name.\n"
+        assert git(repo, "log", "-1", "--format=%s", "main") == "Document the greeting\n"
+        assert git(repo, "status", "--porcelain") == "" and not greeting.exists()
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

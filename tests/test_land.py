@@ -18,8 +18,11 @@ from hostd.git.land import (
     parse_identity,
     swap_base,
 )
+from hostd.git.overlay import overlay_repository
+from hostd.git.replay import replay
 from tests.gitrepo import Repo, git, git_rc, init_repo
 from tests.landing_oracle import commits_of, git_rebase, snapshot
+from tests.test_replay import _any_commit, _random_tree_repo
 
 HOSTD = parse_identity("hostd <hostd@localhost>")
 MAIN = "refs/heads/main"
@@ -142,7 +145,7 @@ def test_the_land_is_found_in_the_reflog(repo: Repo) -> None:
     before = repo.git("rev-parse", "main").strip()
     candidate = land(repo, command_id="cmd-42")
     real = pygit2.Repository(str(repo.path))
-    assert landed_by(real, MAIN, "cmd-42") == (before, candidate.tip)
+    assert landed_by(real, MAIN, "cmd-42") == (before, candidate.tip, candidate.head)
     assert landed_by(real, MAIN, "cmd-4") is None
     assert "hostd merge cmd-42" in repo.git("reflog", "-1", "--format=%gs", "main")
 
@@ -284,3 +287,28 @@ def test_random_branches_land_like_git_rebase(
         repo = random_repo(Path(tmp), feat, side, main, pick)
         candidate = assert_lands_like_git(repo)
         event("conflict" if candidate.conflict else f"rewritten={candidate.rewritten}")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    feat=st.lists(_any_commit, min_size=1, max_size=6),
+    main=st.lists(st.one_of(_any_commit, st.tuples(st.integers(0, 5), st.booleans())), max_size=4),
+)
+def test_shortcut_replay_equals_the_merging_replay(feat: list, main: list) -> None:
+    """Files become folders and back, renames, picks upstream: writing a pick's changes onto
+    the rebased tree gives the tree merge's commits wherever it applies."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = _random_tree_repo(tmp, feat, main)
+        with overlay_repository(pygit2.Repository(str(repo.path))) as overlay:
+            head = overlay.revparse_single("feat").peel(pygit2.Commit)
+            onto = overlay.revparse_single("main").peel(pygit2.Commit)
+            merged = replay(overlay, head, onto, HOSTD)
+            short = replay(overlay, head, onto, HOSTD, shortcut=True)
+            assert (short.conflict, short.conflict_files) == (
+                merged.conflict,
+                merged.conflict_files,
+            )
+            trees = [
+                [overlay[c].peel(pygit2.Commit).tree_id for c in r.commits] for r in (merged, short)
+            ]
+            assert trees[0] == trees[1]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hostd.commands import merge_steps
 from hostd.commands.merge import MergeHandler
 from hostd.commands.registry import Command, CommandContext
 from hostd.config import Config, load_config
@@ -68,6 +69,17 @@ def params_for(wt: Repo, repo: Repo, **extra: Any) -> dict[str, Any]:
         "strategy": "rebase-ff",
         **extra,
     }
+
+
+async def assert_refused(
+    pool: GitPool, base_dir: Path, repo: Repo, wt: Repo, error: str, **params: Any
+) -> dict[str, Any]:
+    """The merge ends `review_requested` with `error`; refs, objects and files unchanged."""
+    before = snapshot(repo, wt.path)
+    result = await merge(pool, base_dir, **params_for(wt, repo, **params))
+    assert (result["status"], result.get("error")) == ("review_requested", error), result
+    assert snapshot(repo, wt.path) == before
+    return result
 
 
 def branches(repo: Repo) -> list[str]:
@@ -184,11 +196,8 @@ async def test_expected_head_moved_touches_nothing(
     wt = agent(repo, base_dir)
     old = wt.commit("f1", {"f.txt": "1\n"})
     wt.commit("f2", {"f.txt": "2\n"})
-    before = snapshot(repo, wt.path)
-    result = await merge(pool, base_dir, **params_for(wt, repo, expectedHeadSha=old))
-    assert result["status"] == "review_requested"
-    assert result["error"] == "worktree tip moved since dispatch"
-    assert snapshot(repo, wt.path) == before
+    tip_moved = "worktree tip moved since dispatch"
+    await assert_refused(pool, base_dir, repo, wt, tip_moved, expectedHeadSha=old)
 
 
 async def test_dirty_worktree_is_review_requested(
@@ -197,11 +206,7 @@ async def test_dirty_worktree_is_review_requested(
     wt = agent(repo, base_dir)
     wt.commit("f1", {"f.txt": "1\n"})
     wt.write("untracked.txt", "work in progress\n")
-    before = snapshot(repo, wt.path)
-    result = await merge(pool, base_dir, **params_for(wt, repo))
-    assert result == {**result, "status": "review_requested",
-                      "error": "worktree has uncommitted changes"}  # fmt: skip
-    assert snapshot(repo, wt.path) == before
+    await assert_refused(pool, base_dir, repo, wt, "worktree has uncommitted changes")
 
 
 async def test_conflict_reports_files_and_changes_nothing(
@@ -338,11 +343,7 @@ async def test_diverged_local_base_is_refused(
     other.commit("upstream only", {"u.txt": "u\n"})
     other.git("push", "-q", "origin", "HEAD:main")
     repo.git("fetch", "-q")
-    before = snapshot(repo, wt.path)
-    result = await merge(pool, base_dir, **params_for(wt, repo))
-    assert result["status"] == "review_requested"
-    assert result["error"] == "local base diverged from its upstream"
-    assert snapshot(repo, wt.path) == before
+    await assert_refused(pool, base_dir, repo, wt, "local base diverged from its upstream")
 
 
 async def test_push_rejected_moves_the_local_base_back(
@@ -366,3 +367,81 @@ async def test_push_rejected_moves_the_local_base_back(
     assert not (repo.path / "f.txt").exists()
     assert git(origin, "rev-parse", "main").strip() == moved
     assert wt.path.exists() and "agent/one" in branches(repo)
+
+
+# ---------------------------------------------------------------- the base moves meanwhile
+
+
+class CommitsLandFromOutside:
+    """The real pool; each time a candidate has been built, someone else commits on main (in
+    the base's own worktree), before hostd's compare-and-swap."""
+
+    def __init__(self, pool: GitPool, repo: Repo, times: int) -> None:
+        self.pool = pool
+        self.repo = repo
+        self.left = times
+        self.landed: list[str] = []
+
+    async def run(self, fn: Any, *args: Any, key: str = "") -> Any:
+        result = await self.pool.run(fn, *args, key=key)
+        if fn is merge_steps.build and self.left > 0:
+            self.left -= 1
+            n = len(self.landed)
+            self.landed.append(self.repo.commit(f"outside {n}", {f"outside{n}.txt": f"{n}\n"}))
+        return result
+
+
+async def merge_racing(
+    pool: GitPool, repo: Repo, base_dir: Path, times: int, **params: Any
+) -> tuple[dict[str, Any], list[str]]:
+    racing = CommitsLandFromOutside(pool, repo, times)
+    ctx = CommandContext(
+        config=config_for(base_dir),
+        log=logging.getLogger("test"),
+        progress=_no_progress,
+        request_exit=lambda code: None,
+        git=racing,  # type: ignore[arg-type]
+    )
+    command = Command(id=f"m{next(_ids)}", type="workspace.merge", params=params)
+    result = await MergeHandler().run(command, ctx)
+    assert result is not None
+    return result, racing.landed
+
+
+async def test_base_moved_during_the_land_is_rebuilt_and_nothing_is_lost(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    wt = agent(repo, base_dir)
+    wt.commit("f1", {"f.txt": "agent\n"})
+    result, outside = await merge_racing(pool, repo, base_dir, 1, **params_for(wt, repo))
+    assert result["status"] == "merged", result
+    assert result["previousBaseSha"] == outside[0]
+    assert repo.git("rev-parse", "main~1").strip() == outside[0]
+    assert repo.git("show", "main:f.txt") == "agent\n"
+    assert repo.git("show", "main:outside0.txt") == "0\n"
+    assert repo.git("status", "--porcelain") == "" and (repo.path / "f.txt").exists()
+
+
+async def test_base_that_keeps_moving_is_given_up_with_nothing_changed(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    wt = agent(repo, base_dir)
+    head = wt.commit("f1", {"f.txt": "agent\n"})
+    result, outside = await merge_racing(pool, repo, base_dir, 10, **params_for(wt, repo))
+    assert result["status"] == "review_requested"
+    assert result["error"] == "base kept moving; gave up after 4 attempts"
+    assert len(outside) == 4 and repo.git("rev-parse", "main").strip() == outside[-1]
+    assert wt.head() == head and "agent/one" in branches(repo)
+
+
+async def test_merge_timeout_before_the_swap_changes_nothing(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    wt = agent(repo, base_dir)
+    wt.commit("f1", {"f.txt": "1\n"})
+    before = snapshot(repo, wt.path)
+    config = config_for(base_dir, merge_timeout="1ms")
+    result = await merge(pool, base_dir, config, **params_for(wt, repo))
+    assert result["status"] == "review_requested"
+    assert result["error"] == "merge timed out after 0.001s"
+    assert snapshot(repo, wt.path) == before

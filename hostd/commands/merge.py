@@ -75,12 +75,12 @@ class Merge:
             return plan["outcome"]
         fields = plan["fields"]
         if plan["kind"] == "noop":
-            return {**fields, **(await self._noop(plan))}
+            return {**fields, **(await self.finish_noop(plan))}
         if fields["strategy"] == "pr":
             return {**fields, **(await self._pull_request(plan))}
         return {**fields, **(await self._land(plan))}
 
-    async def _noop(self, plan: Data) -> Data:
+    async def finish_noop(self, plan: Data) -> Data:
         await self.phase("finishing")
         done = await self.step(steps.finish, self.req, plan, None, self.pause, bounded=False)
         status = "merged" if self.req.delete_branch else "active"
@@ -192,17 +192,14 @@ class MergeHandler(BaseHandler):
     capability = "workspaceMerge"
 
     async def run(self, command: Command, ctx: CommandContext) -> Result:
-        started = time.monotonic()
-        params = command.params
-        try:
-            req = MergeRequest.parse(command.id, params, ctx.config)
-        except p.ParamError as exc:
-            return _final(params, {"status": FAILED_STATUS, "error": str(exc)}, started)
-        return _final(params, await Merge(req, ctx).run(), started)
+        return await self._merge(command, ctx, recovering=False)
 
     async def recover(self, command: Command, entry: Entry, ctx: CommandContext) -> Result:
         """Find out from the repository whether the land happened; finish what is left of a
         land that did (push, base worktree, worktree and branch), report it as it is."""
+        return await self._merge(command, ctx, recovering=True)
+
+    async def _merge(self, command: Command, ctx: CommandContext, recovering: bool) -> Result:
         started = time.monotonic()
         params = command.params
         try:
@@ -210,50 +207,62 @@ class MergeHandler(BaseHandler):
         except p.ParamError as exc:
             return _final(params, {"status": FAILED_STATUS, "error": str(exc)}, started)
         merge = Merge(req, ctx)
+        if not recovering:
+            return _final(params, await merge.run(), started)
         found = await merge.step(steps.assess, req, bounded=False)
-        if not found["landed"]:
-            return _final(params, {"status": FAILED_STATUS, "error": INTERRUPTED}, started)
-        return _final(params, await _complete(merge, found), started)
+        if found["landed"]:
+            return _final(params, await _complete(merge, found), started)
+        return _final(params, await _unlanded(merge), started)
 
 
 async def _complete(merge: Merge, found: Data) -> Data:
-    """The rest of a land a crash interrupted after the base moved."""
+    """The rest of a land a crash interrupted after the base moved: push, base worktree, then
+    the worktree and branch as for a merge with nothing left to land."""
     req = merge.req
-    candidate = {"base_ref": "refs/heads/" + found["base"], "expected": found["previous"],
-                 "onto": found["previous"], "head": "", "tip": found["tip"]}  # fmt: skip
-    plan = await merge.step(steps.inspect, _without_expected_head(req), bounded=False)
-    fields: Data = {}
-    if "outcome" not in plan:
-        fields = plan["fields"]
-    landed: Data = {
-        "merged": True,
-        "mergedSha": found["tip"],
-        "baseSha": found["tip"],
-        "previousBaseSha": found["previous"],
-        "recovered": True,
-    }
-    shape = {"gitDir": found["gitDir"], "base": found["base"]}
+    git_dir, base, previous, tip = found["gitDir"], found["base"], found["previous"], found["tip"]
+    candidate = {"base_ref": "refs/heads/" + base, "expected": previous, "onto": previous,
+                 "head": found["head"], "tip": tip}  # fmt: skip
+    landed: Data = {"merged": True, "mergedSha": tip, "baseSha": tip,
+                    "previousBaseSha": previous, "recovered": True, "pushed": False}  # fmt: skip
+    shape = {"gitDir": git_dir, "base": base}
     up = await merge.step(steps.upstream, req, shape, bounded=False)
-    if "outcome" in up:
-        await merge.step(steps.rollback, req, found["gitDir"], candidate, bounded=False)
-        return {**fields, **up["outcome"], "merged": False, "pushed": False}
-    if "upstream" in up and up["seen"] != found["tip"]:
+    pushed: Data = up.get("outcome", {})
+    if "upstream" in up:
         pushed = await merge.step(steps.push_base, req, shape, up, candidate, bounded=False)
-        if "error" in pushed:
-            await merge.step(steps.rollback, req, found["gitDir"], candidate, bounded=False)
-            return {**fields, "status": FAILED_STATUS, "merged": False, **pushed}
-        landed["pushed"] = True
+    if "error" in pushed:
+        if await merge.step(steps.rollback, req, git_dir, candidate, bounded=False):
+            await merge.step(steps.resync_base, git_dir, base, tip, previous, bounded=False)
+        return {"status": FAILED_STATUS, "merged": False, "pushed": False,
+                "error": pushed["error"]}  # fmt: skip
+    landed["pushed"] = bool(pushed.get("pushed"))
+    sync = await merge.step(steps.resync_base, git_dir, base, previous, tip, bounded=False)
+    if sync is not None:
+        landed["baseWorktreeSync"] = sync
+    plan = await merge.step(steps.inspect, _expecting(req, found["head"]), bounded=False)
     if "outcome" in plan:
-        return {**fields, **plan["outcome"], **landed}
+        return {**plan["outcome"], **landed}
     if plan["kind"] != "noop":
-        return {**fields, "status": FAILED_STATUS, "error": "recovered land left work unlanded"}
+        return {**plan["fields"], "status": FAILED_STATUS, **landed,
+                "error": "the recovered land left work unlanded"}  # fmt: skip
     done = await merge.step(steps.finish, req, plan, None, merge.pause, bounded=False)
     status = "merged" if req.delete_branch else "active"
-    return {**fields, "status": status, **landed, **done}
+    return {**plan["fields"], "status": status, **landed, **done}
 
 
-def _without_expected_head(req: MergeRequest) -> MergeRequest:
-    return dataclasses.replace(req, expected_head=None)
+async def _unlanded(merge: Merge) -> Data:
+    """Recovery of a merge that moved no base: one with nothing to land is finished (its
+    removal completed); any other is reported interrupted, nothing redone."""
+    plan = await merge.step(steps.inspect, merge.req, bounded=False)
+    if plan.get("outcome", {}).get("status") == "merged":
+        return plan["outcome"]
+    if plan.get("kind") == "noop":
+        return {**plan["fields"], **(await merge.finish_noop(plan))}
+    return {"status": FAILED_STATUS, "error": INTERRUPTED}
+
+
+def _expecting(req: MergeRequest, head: str) -> MergeRequest:
+    """The request as recovery re-reads it: the head is the one the land recorded."""
+    return dataclasses.replace(req, expected_head=head or None)
 
 
 def _final(params: dict[str, Any], result: Data, started: float) -> Data:

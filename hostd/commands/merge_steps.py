@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 
 from hostd.commands.merge_request import MergeRequest
-from hostd.commands.removal import remove_and_release
+from hostd.commands.removal import release_branch, remove_and_release
 from hostd.commands.target import resolve_target
 from hostd.git.cas import compare_and_swap, ref_target
 from hostd.git.checkout import changed_paths, move_files
@@ -117,7 +117,11 @@ def _gone(req: MergeRequest, wt: Worktree) -> Data:
         for spec in (req.expected_head, None if branch is None else "refs/heads/" + branch):
             tip = _commit(repo, spec)
             if tip is not None and base is not None and contained_in_base(repo, tip, base):
-                return {"status": "merged", "noop": True, "merged": True, "headSha": str(tip.id)}
+                done: Data = {"status": "merged", "noop": True, "merged": True,
+                              "headSha": str(tip.id), "worktreeRemoved": True}  # fmt: skip
+                if req.delete_branch:
+                    done.update(release_branch(wt.common_dir, branch, base.name, None))
+                return done
     return {"status": "cleaned", "error": GONE, "worktreeRemoved": False}
 
 
@@ -210,7 +214,7 @@ def swap(req: MergeRequest, plan: Data, candidate: Data) -> Data:
         pygit2.Oid(hex=land.expected),
         pygit2.Oid(hex=land.tip),
         parse_identity(req.env.committer),
-        reflog_message(req.command_id, f"land {land.head[:12]}"),
+        reflog_message(req.command_id, f"land {land.head}"),
     )
     return {"swapped": swapped, **found}
 
@@ -239,11 +243,16 @@ def sync_worktree(path: str, old: str, new: str) -> Data:
     return {"reconciled": False, "unsyncedPaths": changed_paths(repo)}
 
 
-def resync_worktree(path: str, old: str, new: str) -> Data:
-    """`sync_worktree` for a worktree that may already be at `new` (recovery)."""
+def resync_base(git_dir: str, base: str, old: str, new: str) -> Data | None:
+    """After a crash: bring the base's worktree from `old` to `new` unless it is there already
+    (its index holds the new tree) or holds changes."""
+    path = base_worktree(pygit2.Repository(git_dir), base)
+    if path is None:
+        return None
     repo = pygit2.Repository(path)
     if repo.index.write_tree() == repo[new].peel(pygit2.Commit).tree_id:
-        return {"reconciled": not changed_paths(repo)}
+        unsynced = changed_paths(repo)
+        return {"reconciled": not unsynced, **({"unsyncedPaths": unsynced} if unsynced else {})}
     return sync_worktree(path, old, new)
 
 
@@ -251,9 +260,17 @@ def resync_worktree(path: str, old: str, new: str) -> Data:
 
 
 def push_base(req: MergeRequest, plan: Data, found: Data, candidate: Data) -> Data:
-    """Push the new tip with a lease on the upstream value seen: `{pushed}`, `error` if not."""
+    """Push the new tip with a lease on the upstream value seen: `{pushed}`, `error` if not.
+    Never a forced update: the tip must contain what the upstream has (already there: done)."""
     up = found["upstream"]
-    tip = candidate["tip"]
+    tip, seen = candidate["tip"], found["seen"]
+    if seen:
+        repo = pygit2.Repository(plan["gitDir"])
+        tip_id, seen_id = pygit2.Oid(hex=tip), pygit2.Oid(hex=seen)
+        if seen_id == tip_id or repo.descendant_of(seen_id, tip_id):
+            return {"pushed": True}
+        if not repo.descendant_of(tip_id, seen_id):
+            return {"pushed": False, "error": DIVERGED}
     try:
         result = push(plan["gitDir"], up["remote"], tip, up["merge_ref"], found["seen"],
                       req.fetch_timeout)  # fmt: skip
@@ -358,13 +375,14 @@ def assess(req: MergeRequest) -> Data:
     found = landed_by(repo, base_ref, req.command_id)
     if found is None:
         return {"landed": False}
-    previous, tip = found
+    previous, tip, head = found
     now = ref_target(repo, base_ref)
     landed = now is not None and (str(now) == tip or repo.descendant_of(now, pygit2.Oid(hex=tip)))
     return {
         "landed": landed,
         "previous": previous,
         "tip": tip,
+        "head": head,
         "gitDir": wt.common_dir,
         "base": base.local_branch,
     }

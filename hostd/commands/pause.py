@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 
+from hostd.workerguard import owner_alive
+
 PAUSE_ENV = "HOSTD_TEST_PAUSE"
 PAUSE_FILE_ENV = "HOSTD_TEST_PAUSE_FILE"
 _ENABLED_ENV = "HOSTD_TEST_HANDLERS"
@@ -26,7 +28,7 @@ def pause_point(phase: str) -> None:
         with open(marker + ".tmp", "w") as fh:
             fh.write(f"{phase} {os.getpid()}")
         os.replace(marker + ".tmp", marker)
-    while os.getppid() == parent:
+    while os.getppid() == parent and owner_alive():
         time.sleep(0.05)
     os._exit(1)
 

@@ -70,7 +70,7 @@ def build_candidate(
     onto = repo[pygit2.Oid(hex=onto_sha) if onto_sha else expected].peel(pygit2.Commit)
     head = repo[head_sha].peel(pygit2.Commit)
     candidate = Candidate(base_ref, str(expected), str(onto.id), str(head.id))
-    result = replay(repo, head, onto, committer)
+    result = replay(repo, head, onto, committer, shortcut=True)
     if result.conflict or result.tip is None:
         candidate.conflict_files = result.conflict_files
         return candidate
@@ -109,12 +109,15 @@ def swap_base(
         pygit2.Oid(hex=candidate.expected),
         pygit2.Oid(hex=candidate.tip),
         committer,
-        reflog_message(command_id, f"land {candidate.head[:12]}"),
+        reflog_message(command_id, f"land {candidate.head}"),
     )
 
 
-def landed_by(repo: pygit2.Repository, base_ref: str, command_id: str) -> tuple[str, str] | None:
-    """(previous, new) base tip of the land `command_id` recorded in the base's reflog, if any."""
+def landed_by(
+    repo: pygit2.Repository, base_ref: str, command_id: str
+) -> tuple[str, str, str] | None:
+    """(previous base tip, new base tip, head landed) of the land `command_id` recorded in the
+    base's reflog, if any."""
     try:
         reflog = repo.references[base_ref].log()
     except (KeyError, pygit2.GitError, ValueError):
@@ -122,5 +125,5 @@ def landed_by(repo: pygit2.Repository, base_ref: str, command_id: str) -> tuple[
     prefix = reflog_message(command_id, "land ")
     for entry in reflog:
         if entry.message.startswith(prefix):
-            return str(entry.oid_old), str(entry.oid_new)
+            return str(entry.oid_old), str(entry.oid_new), entry.message[len(prefix) :].strip()
     return None

@@ -39,7 +39,7 @@ class PushOutcome:
     message: str
 
 
-def _git_env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
 
 
@@ -57,7 +57,7 @@ def run_tool(argv: list[str], cwd: str | None, timeout: float, what: str) -> tup
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_git_env(),
+            env=git_env(),
             start_new_session=True,
         )
     except OSError as exc:
@@ -104,12 +104,15 @@ def branch_upstream(repo: pygit2.Repository, branch: str) -> Upstream | None:
     return Upstream(remote, merge_ref, tracking_ref)
 
 
+def fetch_args(upstream: Upstream) -> list[str]:
+    """`git fetch` arguments that update the remote-tracking ref of `upstream` only."""
+    refspec = f"+{upstream.merge_ref}:{upstream.tracking_ref}"
+    return ["fetch", "--quiet", "--no-tags", "--", upstream.remote, refspec]
+
+
 def fetch(git_dir: str, upstream: Upstream, timeout: float) -> None:
     """Update the remote-tracking ref of `upstream` from its remote."""
-    refspec = f"+{upstream.merge_ref}:{upstream.tracking_ref}"
-    code, _, err = run_git(
-        git_dir, ["fetch", "--quiet", "--no-tags", "--", upstream.remote, refspec], timeout
-    )
+    code, _, err = run_git(git_dir, fetch_args(upstream), timeout)
     if code != 0:
         raise RemoteError(_tail(err) or f"git fetch exited with status {code}")
 

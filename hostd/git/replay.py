@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 import pygit2
-from pygit2.enums import DeltaStatus, DiffFind, SortMode
+from pygit2.enums import DeltaStatus, DiffFind, FileMode, SortMode
 
-from hostd.git.landing import commit_changes, unmerged_commits
+from hostd.git.landing import commit_changes, tree_changes, unmerged_commits
 
 MAX_CONFLICT_FILES = 50
 _PREDICTION_COMMITTER = pygit2.Signature("hostd", "hostd@localhost")
@@ -110,12 +110,15 @@ def replay(
     head: pygit2.Commit,
     onto: pygit2.Commit,
     committer: pygit2.Signature,
+    shortcut: bool = False,
 ) -> ReplayResult:
     """Rebase head onto `onto` as `git rebase` would: cherry-pick each commit, stop at a conflict.
 
     Commits that become empty are dropped. Authors and messages are kept; the committer is
     `committer`. When onto is already an ancestor of head nothing is rewritten and the tip is
-    head.
+    head. With `shortcut`, a pick whose changed paths clash with none of those where the
+    rebased tree differs from the pick's parent takes its own side (the reasoning of
+    `replay_conflicts`): its changes are written onto the rebased tree, no tree merge needed.
     """
     if head.id == onto.id or repo.descendant_of(head.id, onto.id):
         return ReplayResult(tip=head.id)
@@ -128,11 +131,13 @@ def replay(
         else:
             empty_tree = empty_tree or repo.TreeBuilder().write()
             parent_tree = empty_tree
-        index = repo.merge_trees(parent_tree, current.tree_id, commit.tree_id)
-        if index.conflicts is not None:
-            files = conflict_paths(repo, index, parent_tree, current.tree_id, commit.tree_id)
-            return ReplayResult(conflict=True, conflict_files=files, commits=created)
-        tree = index.write_tree(repo)
+        tree = _take_own_side(repo, parent_tree, current.tree_id, commit) if shortcut else None
+        if tree is None:
+            index = repo.merge_trees(parent_tree, current.tree_id, commit.tree_id)
+            if index.conflicts is not None:
+                files = conflict_paths(repo, index, parent_tree, current.tree_id, commit.tree_id)
+                return ReplayResult(conflict=True, conflict_files=files, commits=created)
+            tree = index.write_tree(repo)
         if tree == current.tree_id and not _is_empty(commit):
             continue
         encoding = (commit.message_encoding,) if commit.message_encoding else ()
@@ -142,6 +147,51 @@ def replay(
         created.append(new_id)
         current = repo[new_id].peel(pygit2.Commit)
     return ReplayResult(tip=current.id, commits=created, rewritten=bool(created))
+
+
+def _take_own_side(
+    repo: pygit2.Repository, parent_tree: pygit2.Oid, current: pygit2.Oid, commit: pygit2.Commit
+) -> pygit2.Oid | None:
+    """`current` with the commit's changes written in, when none of them clashes with where
+    `current` differs from the commit's parent; None when a tree merge is needed."""
+    ours = _Paths()
+    ours.add(path for path, _, _ in tree_changes(repo, repo[parent_tree], repo[current]))
+    theirs = commit_changes(repo, commit)
+    if ours.clash(path for path, _, _ in theirs):
+        return None
+    try:
+        edits = [(path.decode("utf-8").split("/"), new) for path, _, new in theirs]
+    except UnicodeDecodeError:
+        return None
+    return _edit_tree(repo, repo[current], edits) or repo.TreeBuilder().write()
+
+
+def _edit_tree(
+    repo: pygit2.Repository,
+    tree: pygit2.Tree | None,
+    edits: list[tuple[list[str], tuple[pygit2.Oid, int] | None]],
+) -> pygit2.Oid | None:
+    """`tree` with each (path parts, new entry or None to delete) applied; None when empty.
+    Deletions first, then subtrees, then new files: a file may replace a folder and back."""
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    nested: dict[str, list[tuple[list[str], tuple[pygit2.Oid, int] | None]]] = {}
+    for parts, new in edits:
+        if len(parts) > 1:
+            nested.setdefault(parts[0], []).append((parts[1:], new))
+        elif new is None and builder.get(parts[0]) is not None:
+            builder.remove(parts[0])
+    for name, inner in nested.items():
+        existing = builder.get(name)
+        subtree = existing if isinstance(existing, pygit2.Tree) else None
+        edited = _edit_tree(repo, subtree, inner)
+        if edited is not None:
+            builder.insert(name, edited, FileMode.TREE)
+        elif existing is not None:
+            builder.remove(name)
+    for parts, new in edits:
+        if len(parts) == 1 and new is not None:
+            builder.insert(parts[0], new[0], new[1])
+    return builder.write() if len(builder) else None
 
 
 def replay_conflicts(
