@@ -33,6 +33,7 @@ from hostd.api.server import (
 from hostd.commands import build_registry
 from hostd.commands.upgrade import UPGRADE
 from hostd.config import Config
+from hostd.gates.sweep import sweep as sweep_gates
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
@@ -128,6 +129,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        # Before any command can run: gates and checkouts a crashed hostd left behind.
+        await asyncio.to_thread(sweep_gates, self.config.state_dir)
         if self.journal is not None:
             await self.journal.open()
             pruned = await self.journal.prune(JOURNAL_KEEP_MS)

@@ -273,3 +273,25 @@ def test_unrelated_histories(repo: Repo, base_dir: Path) -> None:
         assert body["ahead"] == 1 and body["unmergedAhead"] == 1
         assert "conflict" not in body and "conflictFiles" not in body
         assert body["cleanFastForward"] is False
+
+
+# ---------------------------------------------------------------- land gates
+
+
+def test_preview_lists_the_gates_the_base_declares(repo: Repo, agent: Repo) -> None:
+    gates = [{"name": "tests", "command": "make test"}, {"name": "lint", "command": "true"}]
+    repo.commit("gates", {".agent-relay/land-gates.json": json.dumps(gates)})
+    agent.commit("weakens the gate", {".agent-relay/land-gates.json": "[]", "a.txt": "a\n"})
+    assert preview(agent)["gates"] == ["tests", "lint"]
+    assert preview(agent, strategy="pr")["gates"] == []
+    repo.commit("broken gates", {".agent-relay/land-gates.json": "{"})
+    assert preview(agent)["gates"] == ["land-gates-config"]
+
+
+def test_preview_without_a_gate_file_or_with_nothing_to_land(repo: Repo, agent: Repo) -> None:
+    agent.commit("work", {"a.txt": "a\n"})
+    assert preview(agent)["gates"] == []
+    repo.commit("gates", {".agent-relay/land-gates.json": '[{"name": "t", "command": "true"}]'})
+    fresh = repo.worktree(repo.path.parent / "fresh", "agent/fresh")
+    body = preview(fresh)
+    assert body["noop"] is True and body["gates"] == []

@@ -226,6 +226,7 @@ _PREVIEW = _obj(
         "conflict": _BOOL,
         "cleanFastForward": _BOOL,
         "conflictFiles": _array(_STR),
+        "gates": _array(_STR),
     },
     ("strategy", "hasRemote", "ghAvailable"),
 )

@@ -1,7 +1,7 @@
 """`workspace.merge`: land an agent's branch on its base (rebase-ff) or open a PR (pr).
 
 The steps run in git workers (`hostd.commands.merge_steps`) in the contract's order: resolve and
-preview, fetch the upstream, build the candidate, [land gates], compare-and-swap the base, bring
+preview, fetch the upstream, build the candidate, land gates, compare-and-swap the base, bring
 the base's worktree along, push, then remove the worktree (owner gone) or advance the branch
 (owner live). Steps before the swap are bounded by `workspaces.merge_timeout`; once the base
 moved, the rest always runs to its end, each network call bounded by the fetch timeout.
@@ -21,6 +21,8 @@ from hostd.commands.merge_request import MergeRequest
 from hostd.commands.pause import Phases
 from hostd.commands.registry import BaseHandler, Command, CommandContext, Result
 from hostd.commands.target import echo_id
+from hostd.gates.runner import GatesReport
+from hostd.gates.step import run_land_gates
 
 if TYPE_CHECKING:
     from hostd.relay.journal import Entry
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 MAX_RETRIES = 3
 FAILED_STATUS = "review_requested"
+GATES_RACED = "base moved while the land gates ran"
 INTERRUPTED = "merge interrupted by a restart of hostd before it landed; nothing landed"
 Data = dict[str, Any]
 
@@ -81,7 +84,8 @@ class Merge:
         await self.phase("finishing")
         done = await self.step(steps.finish, self.req, plan, None, self.pause, bounded=False)
         status = "merged" if self.req.delete_branch else "active"
-        return {"status": status, "noop": True, "merged": True, "pushed": False, **done}
+        return {"status": status, "noop": True, "merged": True, "pushed": False, "gatesRan": 0,
+                **done}  # fmt: skip
 
     async def _pull_request(self, plan: Data) -> Data:
         await self.phase("pushing")
@@ -97,21 +101,39 @@ class Merge:
             return found["outcome"]
         swapped: Data = {}
         candidate: Data = {}
+        gates = GatesReport()
+        regated = False
         for _ in range(1 + MAX_RETRIES):
             await self.phase("replaying")
             built = await self.step(steps.build, self.req, plan, found.get("seen", ""))
             if "outcome" in built:
                 return built["outcome"]
             candidate = built["candidate"]
-            # Land gates run here, on candidate["tip"]; the swap stays from candidate["expected"].
+            gates = await self._gates(plan, candidate)
+            if gates.failure is not None:
+                error = f"land gate failed: {gates.failure.name}"
+                return {"status": FAILED_STATUS, "error": error, **gates.fields()}
             await self.phase("swapping")
             swapped = await self.step(steps.swap, self.req, plan, candidate, bounded=False)
             if swapped["swapped"]:
                 break
+            if gates.ran:
+                if regated:
+                    return {"status": FAILED_STATUS, "error": GATES_RACED, **gates.fields()}
+                regated = True
         else:
             return {"status": FAILED_STATUS, "error": f"base kept moving; gave up after "
                     f"{1 + MAX_RETRIES} attempts"}  # fmt: skip
-        return await self._landed(plan, found, candidate, swapped)
+        return {**gates.fields(), **(await self._landed(plan, found, candidate, swapped))}
+
+    async def _gates(self, plan: Data, candidate: Data) -> GatesReport:
+        """The land gates on the candidate's tip, declared by the commit it was built on."""
+        work = run_land_gates(self.ctx.git, plan["gitDir"], candidate["onto"], candidate["tip"],
+                              self.req.gate_level, self.ctx.config, self.ctx.progress)  # fmt: skip
+        try:
+            return await asyncio.wait_for(work, max(0.0, self.deadline - time.monotonic()))
+        except TimeoutError:
+            raise _TimedOut from None
 
     async def _landed(self, plan: Data, found: Data, candidate: Data, swapped: Data) -> Data:
         await self.phase("syncing")

@@ -10,6 +10,7 @@ from typing import Any
 from hostd.commands import params as p
 from hostd.commands.target import Environment, WorkspaceParams, workspace_params
 from hostd.config import Config
+from hostd.gates.levels import GateLevel
 
 STRATEGIES = ("pr", "rebase-ff")
 MAX_TITLE = 240
@@ -31,6 +32,7 @@ class MergeRequest:
     pr_body: str | None
     fetch_timeout: float
     auto_merge: bool
+    gate_level: GateLevel
 
     @classmethod
     def parse(cls, command_id: str, params: dict[str, Any], config: Config) -> MergeRequest:
@@ -52,4 +54,5 @@ class MergeRequest:
             pr_body=p.text(params, "prBody", MAX_BODY),
             fetch_timeout=workspaces.fetch_timeout,
             auto_merge=workspaces.pr_auto_merge == "on-green",
+            gate_level=GateLevel.parse(params),
         )

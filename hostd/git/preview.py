@@ -9,6 +9,7 @@ import pygit2
 
 from hostd.git.discover import Workspace
 from hostd.git.errors import GitError
+from hostd.git.gatefile import read_declaration
 from hostd.git.overlay import overlay_repository
 from hostd.git.refs import local_branch, resolve_base
 from hostd.git.replay import replay_conflicts, three_way_conflicts
@@ -78,12 +79,14 @@ def merge_preview(
         if key in state:
             body[key] = state[key]
     body["headSha"] = state["lastCommit"]["sha"]
+    body["gates"] = _gates(repo, body["strategy"], base.commit.id)
     body["dirtyCount"] = state["dirtyCount"]
     if body["dirtyCount"] > 0:
         body["reason"] = DIRTY
     elif body.get("landed") or state.get("unmergedAhead", 0) == 0:
         body["noop"] = True
         body["reason"] = ALREADY_LANDED if body.get("landed") else NOTHING_TO_MERGE
+        body["gates"] = []
     else:
         files = _conflicts(repo, body["strategy"], body["headSha"], base.commit.id)
         if files is not None:
@@ -93,6 +96,11 @@ def merge_preview(
         if files:
             body["conflictFiles"] = files
     return body
+
+
+def _gates(repo: pygit2.Repository, strategy: str, base_id: pygit2.Oid) -> list[str]:
+    """The land gates a land would run (the base commit's); `pr` runs none."""
+    return [] if strategy == "pr" else read_declaration(repo, str(base_id)).names
 
 
 def _conflicts(
