@@ -90,11 +90,14 @@ async def pip_install(
     pip_args: Sequence[str],
     attempts: int,
     timeout: float,
+    first_delay: float = RETRY_FIRST_DELAY,
 ) -> None:
+    """pip is tried again, after `first_delay` and then doubling, only while it finds no
+    matching distribution: a version published seconds ago may not be on the index yet."""
     python = str(layout.version_dir(version) / "bin" / "python")
     argv = [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check"]
     argv += [*pip_args, requirement]
-    delay = RETRY_FIRST_DELAY
+    delay = first_delay
     for attempt in range(1, attempts + 1):
         outcome = await _checked(argv, timeout, "pip install")
         if outcome.code == 0:
