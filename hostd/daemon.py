@@ -1,9 +1,9 @@
 """The daemon's start-up and shutdown order.
 
 Start: journal, API, `READY=1`, then registration/heartbeat and the command loop.
-Stop (SIGTERM/SIGINT or an exit request): `STOPPING=1`, stop polling, drain running commands while
-still heartbeating, stop the heartbeat, close the API. A second signal or SIGQUIT exits at once
-with 128 + the signal number.
+Stop (SIGTERM, SIGINT, SIGHUP or an exit request): `STOPPING=1`, stop polling, drain running
+commands while still heartbeating, stop the heartbeat, close the API. A second signal or SIGQUIT
+exits at once with 128 + the signal number; the git worker processes end with hostd either way.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
-from hostd.relay.journal import Journal
+from hostd.relay.journal import Journal, JournalError
 from hostd.relay.link import Backoff, RelayLink
 from hostd.relay.poller import CommandLoop
+from hostd.relay.supervisor import supervise
 from hostd.sdnotify import Notifier
 
 log = logging.getLogger("hostd")
@@ -45,16 +46,18 @@ COMMAND_WORKERS = 2
 class RelayStatus:
     """The LinkStatus `/api/health` shows when a relay is configured."""
 
-    def __init__(self, link: RelayLink, commands: CommandLoop) -> None:
+    def __init__(self, link: RelayLink, commands: CommandLoop, journal: Journal) -> None:
         self.link = link
         self.commands = commands
+        self.journal = journal
 
     def health(self) -> dict[str, Any]:
         return {
-            "degraded": self.link.degraded,
+            "degraded": self.link.degraded or self.journal.failing,
             "relay": self.link.relay_health(),
             "registration": self.link.registration_health(),
             "commandLoop": self.commands.health(),
+            "journal": self.journal.health(),
         }
 
 
@@ -101,7 +104,7 @@ class Daemon:
                 metrics=self.metrics,
                 request_exit=self.request_exit,
             )
-            status = RelayStatus(self.link, self.commands)
+            status = RelayStatus(self.link, self.commands, self.journal)
         self.app = create_app(config, self.metrics, status, self.capabilities)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,7 +129,9 @@ class Daemon:
         self.notifier.notify("READY=1", f"STATUS=serving on {self.config.api.listen}")
         self._spawn(self.notifier.run_watchdog(), "hostd-watchdog")
         if self.link is not None and self.commands is not None:
-            self._spawn(self.link.run(), "hostd-relay-link")
+            self._spawn(
+                supervise("relay link", self.link.run, self.link.crashed), "hostd-relay-link"
+            )
             self.commands.start()
         else:
             log.info("no relay.url configured: not registering, not polling for commands")
@@ -172,7 +177,7 @@ class Daemon:
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, _exit_now, signal.SIGQUIT)
 
@@ -201,7 +206,7 @@ async def serve(config: Config) -> int:
     daemon.install_signal_handlers()
     try:
         await daemon.start()
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, JournalError) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return 1
