@@ -24,6 +24,10 @@ OBJECT_CACHE_BYTES = 64 * 2**20
 
 
 def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
+    from hostd.lifeline import exit_with_parent
+
+    exit_with_parent()
+
     import pygit2
 
     from hostd.git.status import keep_counts

@@ -76,3 +76,21 @@ def start_daemon(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
     )
+
+
+def session_processes(session_id: int) -> list[str]:
+    """Live (not zombie) processes of a session, as `pid command` lines."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == session_id and state != "Z":
+            shown = command.replace(b"\0", b" ").decode(errors="replace")[:160]
+            found.append(f"{entry} {shown}")
+    return found
