@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from hostd.relay.journal import ACCEPTED, DONE, NEW, RUNNING, SUCCEEDED, Journal, params_digest
 from tests.relay_harness import DevRelay, Hostd, counter_lines, wait_until
+
+COUNTER = "hostd.test.counter"
 
 
 async def test_journal_keeps_phases_and_outcomes_across_reopening(tmp_path: Path) -> None:
@@ -93,3 +99,69 @@ async def test_unreported_outcome_is_reported_after_restart_without_running_agai
     assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
     assert counter_lines(count) == [command_id]
     assert not host.log_matches("recovering")
+
+
+def _journal_rows(state_dir: Path) -> dict[str, tuple[str, str | None, int]]:
+    db = sqlite3.connect(state_dir / "journal.sqlite3")
+    try:
+        rows = db.execute("SELECT id, phase, status, reported FROM commands").fetchall()
+    finally:
+        db.close()
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+async def test_unwritable_journal_still_reports_the_outcome_and_shows_in_health(
+    relay: DevRelay, hostd: Callable[[str], Hostd], tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    command_id = await relay.start_counter(host.id, count, 1.0)
+    hostd_process = psutil.Process(host.pid)
+    limits = hostd_process.rlimit(psutil.RLIMIT_FSIZE)
+    # A zero file-size limit fails every write of the journal like a full disk (EFBIG).
+    hostd_process.rlimit(psutil.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+        done = await relay.finished(command_id)
+        assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+        health = await host.wait_health(lambda h: not h["journal"]["ok"], 10, "journal failing")
+        assert health["degraded"] is True
+        assert health["commandLoop"]["inFlight"] == 0
+        assert health["journal"]["failures"] >= 1
+        await host.wait_log("journal .* failed|journal .*: OperationalError")
+
+        later = await relay.enqueue(host.id, COUNTER, {"file": str(count)})
+        await wait_until(lambda: _polls_after(relay, later, 3), 10, "polls while failing")
+        assert (await relay.command(later))["status"] == "pending"
+    finally:
+        hostd_process.rlimit(psutil.RLIMIT_FSIZE, limits)
+
+    done = await relay.finished(later)
+    assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+    assert counter_lines(count) == [command_id, later]
+    await host.wait_health(lambda h: h["journal"]["ok"], 10, "journal ok again")
+    await wait_until(lambda: _journal_rows(host.state_dir).get(command_id) == (DONE, SUCCEEDED, 1))
+    assert (
+        len([p for p in await relay.patches(command_id) if p["json"]["status"] == "succeeded"]) == 1
+    )
+
+
+async def _polls_after(relay: DevRelay, command_id: str, minimum: int) -> bool:
+    created = (await relay.command(command_id))["createdAt"]
+    polls = await relay.requests("GET", "/api/commands")
+    return len([p for p in polls if p["time"] >= created]) >= minimum
+
+
+async def test_state_dir_deleted_while_running_is_noticed_and_the_journal_written_again(
+    relay: DevRelay, hostd: Callable[[str], Hostd], tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    command_id = await relay.start_counter(host.id, count, 1.0)
+    shutil.rmtree(host.state_dir)
+    await host.wait_log("journal .* was deleted while hostd runs")
+    done = await relay.finished(command_id)
+    assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+    health = await host.health()
+    assert health is not None and "deleted" in health["journal"]["lastError"]
+    assert health["journal"]["failures"] >= 1
+    await wait_until(lambda: _journal_rows(host.state_dir).get(command_id) == (DONE, SUCCEEDED, 1))
