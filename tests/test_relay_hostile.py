@@ -209,6 +209,7 @@ async def test_hostile_register_answers_are_failed_calls_and_heartbeats_resume(
         if request.headers.get("X-Agent-Relay-Token") != "rt-good"
         else web.json_response({"ok": True})
     )
+    fake.poll = lambda request: _nested(100_000)
     host = await hostd(fake.url).configure(relay={"token": "bootstrap"}).start()
 
     def good_beats() -> list[Call]:
@@ -220,7 +221,8 @@ async def test_hostile_register_answers_are_failed_calls_and_heartbeats_resume(
     health = await host.wait_health(lambda h: h["relay"]["connected"], 5, "connected")
     assert health["relay"]["linkRestarts"] == 0
     assert "lastError" not in health["relay"]
-    assert host.log_matches("answer is nested too deep")
+    assert host.log_matches("POST /api/orchestrators: answer is nested too deep")
+    assert host.log_matches("GET /api/commands: answer is nested too deep")
     assert len(host.log_matches("runtime token that is not a plain token")) == 4
     assert not host.log_matches("stolen|ttttt|ended unexpectedly|restarting it|Traceback")
 

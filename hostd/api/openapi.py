@@ -147,6 +147,7 @@ _HEALTH = _obj(
                 "consecutiveHeartbeatFailures": _INT,
                 "lastHeartbeatOkAt": _INT,
                 "lastError": _STR,
+                "linkRestarts": _INT,
             }
         ),
         "registration": _obj(
@@ -164,6 +165,7 @@ _HEALTH = _obj(
                 "running": _array(_obj({"id": _STR, "type": _STR, "forMs": _INT})),
             }
         ),
+        "journal": _obj({"ok": _BOOL, "failures": _INT, "lastError": _STR}),
         "uptimeS": {"type": "number"},
     },
     (
