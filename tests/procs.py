@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
@@ -94,3 +94,14 @@ def session_processes(session_id: int) -> list[str]:
             shown = command.replace(b"\0", b" ").decode(errors="replace")[:160]
             found.append(f"{entry} {shown}")
     return found
+
+
+def read_until(stream: IO[str] | None, marker: str) -> str:
+    """Lines of a child's output up to and including the first one holding `marker`."""
+    assert stream is not None
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+    raise AssertionError(f"output ended before {marker!r}:\n" + "".join(lines))

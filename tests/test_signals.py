@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.gitrepo import Repo
-from tests.procs import free_port, hostd_command, http_json, session_processes, wait_for
+from tests.procs import (
+    free_port,
+    hostd_command,
+    http_json,
+    read_until,
+    session_processes,
+    wait_for,
+)
 
 LEAK = "leaked semaphore"
 
@@ -37,16 +44,6 @@ def _signal_group(proc: subprocess.Popen[str], *signals: signal.Signals) -> tupl
     return out, err
 
 
-def _banner(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "Press Ctrl-C to stop." in line:
-            return "".join(lines)
-    raise AssertionError("demo ended before its banner:\n" + "".join(lines))
-
-
 def _workers_started(pid: int) -> bool:
     return any("forkserver" in line for line in session_processes(pid))
 
@@ -66,7 +63,9 @@ def test_demo_process_group_signal_stops_everything_once(
         f"127.0.0.1:{free_port()}",
     )
     try:
-        token = re.search(r"X-Agent-Relay-Token: (\w+)", _banner(proc)).group(1)
+        token = re.search(
+            r"X-Agent-Relay-Token: (\w+)", read_until(proc.stdout, "Ctrl-C to stop.")
+        ).group(1)
         url = f"http://127.0.0.1:{relay}/api/workspaces/ws-greeting/git-state"
         assert http_json(url, {"X-Agent-Relay-Token": token})[0] == 200
         assert _workers_started(proc.pid)
@@ -83,16 +82,6 @@ def test_demo_process_group_signal_stops_everything_once(
         assert LEAK not in err
     else:
         assert "received SIGQUIT, exiting at once" in err
-
-
-def _read_until(proc: subprocess.Popen[str], marker: str) -> str:
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if marker in line:
-            return "".join(lines)
-    raise AssertionError(f"hostd ended before logging {marker!r}:\n" + "".join(lines))
 
 
 @pytest.mark.parametrize("how", ["group-sigint", "group-sigint-twice", "sigquit-to-hostd-alone"])
@@ -116,7 +105,7 @@ def test_run_stops_on_signals_and_leaves_no_worker_behind(
             os.killpg(proc.pid, signal.SIGINT)
             code = 0
         if how == "group-sigint-twice":
-            _read_until(proc, "received SIGINT, shutting down")
+            read_until(proc.stderr, "received SIGINT, shutting down")
             os.killpg(proc.pid, signal.SIGINT)
             code = 128 + signal.SIGINT
         _, err = proc.communicate(timeout=60)

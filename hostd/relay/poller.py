@@ -426,17 +426,14 @@ class CommandLoop:
             if recovering is not None:
                 result = await self._call(handler.recover(command, recovering, ctx), command)
             else:
-                try:
-                    await self.journal.set_phase(command.id, j.RUNNING)
-                except JournalError as exc:
-                    result = {"error": f"not run: the journal cannot record it: {exc}"}
-                else:
-                    delivery = await self._patch(command.id, {"status": "running"})
-                    if delivery is Delivery.REFUSED:
-                        log.warning("command %s: relay refused `running`; not run", command.id)
-                        await self._settle(command.id, _Outcome(j.SETTLED, None, reported=True))
-                        return
-                    result = await self._call(handler.run(command, ctx), command)
+                if not await self._journal_start(command.id):
+                    return
+                delivery = await self._patch(command.id, {"status": "running"})
+                if delivery is Delivery.REFUSED:
+                    log.warning("command %s: relay refused `running`; not run", command.id)
+                    await self._settle(command.id, _Outcome(j.SETTLED, None, reported=True))
+                    return
+                result = await self._call(handler.run(command, ctx), command)
             elapsed = time.monotonic() - record.started
         if result is None:
             log.info(
@@ -462,6 +459,21 @@ class CommandLoop:
         else:
             log.info("command %s (%s) succeeded in %.1fs", command.id, command.type, elapsed)
         await self._settle(command.id, _Outcome(status, result, reported=False))
+
+    async def _journal_start(self, command_id: str) -> bool:
+        """Journal that the command starts, waiting while the journal fails: a start the journal
+        does not hold could run again after a restart. False when hostd stops first (the journal
+        still says `accepted`, so the command runs at the next start)."""
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await self.journal.set_phase(command_id, j.RUNNING)
+            except JournalError:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
+            else:
+                return True
+        return False
 
     async def _settle(self, command_id: str, outcome: _Outcome) -> None:
         """Journal the outcome, then report it. The journal failing never holds the report back:
