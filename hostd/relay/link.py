@@ -183,11 +183,8 @@ class RelayLink:
         )
         async for attempt in retrying:
             with attempt:
-                await self._register_once()
+                await self.client.register(self.identity.register_body())
         self._registered()
-
-    async def _register_once(self) -> None:
-        await self.client.register(self.identity.register_body())
 
     def crashed(self, exc: BaseException) -> None:
         """The link task failed outside the relay rules; it is started again from registration."""
