@@ -144,8 +144,10 @@ async def test_unwritable_journal_still_reports_the_outcome_and_shows_in_health(
     for command_id in (waiting, later):
         done = await relay.finished(command_id)
         assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
-    assert counter_lines(count) == [first, waiting, later]
+    assert sorted(counter_lines(count)) == sorted([first, waiting, later])
     await host.wait_health(lambda h: h["journal"]["ok"], 10, "journal ok again")
+    assert len(host.log_matches("WARNING hostd.journal: .*OperationalError")) == 1
+    assert len(await host.wait_log("hostd.journal: .* resolved after")) == 1
     await wait_until(lambda: _journal_rows(host.state_dir).get(first) == (DONE, SUCCEEDED, 1))
     outcomes = [p for p in await relay.patches(first) if p["json"]["status"] == "succeeded"]
     assert len(outcomes) == 1

@@ -13,6 +13,7 @@ next operation; a deleted one is written again from the open database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -137,7 +138,7 @@ class Journal:
         self._executor.shutdown(wait=True)
 
     async def get(self, command_id: str) -> Entry | None:
-        return await self._call(self._get, command_id)
+        return await self._call(self._get, command_id, reads_only=True)
 
     async def add(self, command_id: str, command_type: str, params: dict[str, Any]) -> Entry:
         """Record a newly seen command (phase `new`); an existing row is returned unchanged."""
@@ -216,9 +217,14 @@ class Journal:
             )
             return [_entry(row) for row in rows.fetchall()]
 
-        return await self._call(select)
+        return await self._call(select, reads_only=True)
 
-    async def _call(self, fn: Callable[..., T], *args: Any, check: bool = True) -> T:
+    async def _call(
+        self, fn: Callable[..., T], *args: Any, check: bool = True, reads_only: bool = False
+    ) -> T:
+        """Run `fn` on the journal thread; a failure marks the journal failing until a write
+        succeeds (reads keep working on a full disk, so they prove nothing)."""
+
         def guarded() -> T:
             if check:
                 self._check_file()
@@ -232,7 +238,7 @@ class Journal:
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             self._trouble.problem(self.last_error, type(exc).__name__)
             raise JournalError(self.last_error) from exc
-        if self.failing:
+        if self.failing and not reads_only:
             self.failing = False
             self._trouble.resolved()
         return value
@@ -254,18 +260,37 @@ class Journal:
             current = None
         if current == self._file_id:
             return
-        self.failures += 1
         if current is not None:
-            self.last_error = f"{self.path} was replaced by another file while hostd runs"
-            raise OSError(self.last_error)
+            raise OSError(f"{self.path} was replaced by another file while hostd runs")
+        try:
+            fresh = self._write_again()
+        except (OSError, sqlite3.Error) as exc:
+            message = f"{self.path} was deleted while hostd runs; cannot write it again: {exc}"
+            raise OSError(message) from exc
+        self.failures += 1
         self.last_error = f"{self.path} was deleted while hostd runs; written again"
-        log.error("journal %s was deleted while hostd runs; writing it again", self.path)
-        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-        fresh = _connect(self.path)
-        self._db.backup(fresh)
+        log.error(
+            "journal %s was deleted while hostd runs; written again from the open database",
+            self.path,
+        )
         self._db.close()
         self._db = fresh
         self._file_id = _file_id(self.path)
+
+    def _write_again(self) -> sqlite3.Connection:
+        """Copy the open database to a new file at the journal's path and open that."""
+        assert self._db is not None
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        partial = self.path + ".restoring"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        copy = sqlite3.connect(partial)
+        try:
+            self._db.backup(copy)
+        finally:
+            copy.close()
+        os.replace(partial, self.path)
+        return _connect(self.path)
 
     def _db_or_fail(self) -> sqlite3.Connection:
         if self._db is None:
