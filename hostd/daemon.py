@@ -41,6 +41,7 @@ log = logging.getLogger("hostd")
 JOURNAL_FILE = "journal.sqlite3"
 JOURNAL_KEEP_MS = 7 * 24 * 3600 * 1000
 COMMAND_WORKERS = 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class RelayStatus:
@@ -168,6 +169,7 @@ class Daemon:
             self._runner = None
         self.notifier.close()
         log.info("hostd stopped")
+        self.release_signal_handlers()
         return abandoned
 
     def request_exit(self, code: int) -> None:
@@ -177,9 +179,18 @@ class Daemon:
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, _exit_now, signal.SIGQUIT)
+
+    def release_signal_handlers(self) -> None:
+        """Stopped: any further signal exits at once, also while the interpreter winds down
+        (the event loop's handlers go with the loop, which would leave SIGINT raising
+        KeyboardInterrupt in exit-time thread joins)."""
+        loop = asyncio.get_running_loop()
+        for sig in (*STOP_SIGNALS, signal.SIGQUIT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, lambda signum, frame: _exit_now(signal.Signals(signum)))
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         if self.stop_requested.is_set():
