@@ -27,6 +27,7 @@ from hostd.commands import build_registry
 from hostd.config import Config
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
+from hostd.lifeline import signal_when_parent_exits
 from hostd.metrics import Metrics
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
@@ -182,6 +183,9 @@ class Daemon:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, _exit_now, signal.SIGQUIT)
+        if not signal_when_parent_exits(signal.SIGTERM):
+            log.warning("the process that started hostd is gone; shutting down")
+            self.stop_requested.set()
 
     def release_signal_handlers(self) -> None:
         """Stopped: any further signal exits at once, also while the interpreter winds down

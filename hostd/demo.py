@@ -23,6 +23,7 @@ from aiohttp import ClientSession, ClientTimeout
 
 from hostd.config import split_listen
 from hostd.devrelay import start as start_relay
+from hostd.lifeline import PARENT_ENV
 
 HOST_ID = "demo-host"
 REGISTRATION_TIMEOUT = 30.0
@@ -208,6 +209,7 @@ async def run_demo(sandbox: Path | None, relay_listen: str, api_listen: str) -> 
         str(config),
         stdin=asyncio.subprocess.DEVNULL,
         process_group=0,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )
     signals = _SignalRelay(child)
 

@@ -37,22 +37,12 @@ def _group(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _signal_group(proc: subprocess.Popen[str], *signals: signal.Signals) -> tuple[str, str]:
-    for sig in signals:
-        os.killpg(proc.pid, sig)
-    out, err = proc.communicate(timeout=60)
-    wait_for(lambda: not session_processes(proc.pid), 20)
-    return out, err
-
-
 def _workers_started(pid: int) -> bool:
     return any("forkserver" in line for line in session_processes(pid))
 
 
-@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGQUIT]], ids=["int", "quit"])
-def test_demo_process_group_signal_stops_everything_once(
-    tmp_path: Path, signals: list[signal.Signals]
-) -> None:
+@pytest.mark.parametrize("how", ["group-sigint", "group-sigquit", "sigkill-to-demo-alone"])
+def test_demo_signals_stop_everything_once(tmp_path: Path, how: str) -> None:
     relay = free_port()
     proc = _group(
         "demo",
@@ -64,25 +54,39 @@ def test_demo_process_group_signal_stops_everything_once(
         f"127.0.0.1:{free_port()}",
     )
     try:
-        token = re.search(
-            r"X-Agent-Relay-Token: (\w+)", read_until(proc.stdout, "Ctrl-C to stop.")
-        ).group(1)
+        banner = read_until(proc.stdout, "Ctrl-C to stop.")
+        token = re.search(r"X-Agent-Relay-Token: (\w+)", banner).group(1)
         url = f"http://127.0.0.1:{relay}/api/workspaces/ws-greeting/git-state"
         assert http_json(url, {"X-Agent-Relay-Token": token})[0] == 200
         assert _workers_started(proc.pid)
-        out, err = _signal_group(proc, *signals)
+        if how == "sigkill-to-demo-alone":
+            proc.kill()
+        else:
+            os.killpg(proc.pid, signal.SIGINT if how == "group-sigint" else signal.SIGQUIT)
+        out, err = proc.communicate(timeout=60)
+        wait_for(lambda: not session_processes(proc.pid), 20)
     finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if signals == [signal.SIGINT]:
+        _kill_session(proc)
+    if how == "group-sigint":
         assert proc.returncode == 0, err
         assert "hostd demo stopped" in out
         assert len(re.findall("received SIG[A-Z]+, shutting down", err)) == 1, err
         assert "exiting at once" not in err
         assert LEAK not in err
-    else:
+    elif how == "group-sigquit":
         assert "received SIGQUIT, exiting at once" in err
+    else:
+        assert "received SIGTERM, shutting down" in err
+        assert "hostd stopped" in err
+
+
+def _kill_session(proc: subprocess.Popen[str]) -> None:
+    """Whatever a failed test left running in the session goes."""
+    for line in session_processes(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+    if proc.returncode is None:
+        proc.wait()
 
 
 @pytest.mark.parametrize("how", ["group-sigint", "sigquit-to-hostd-alone", "sigint-while-exiting"])
@@ -115,9 +119,7 @@ def test_run_stops_on_signals_and_leaves_no_worker_behind(
         _, err = proc.communicate(timeout=60)
         wait_for(lambda: not session_processes(proc.pid), 20)
     finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill_session(proc)
     assert proc.returncode in codes, err
     assert "Traceback" not in err
     if how == "group-sigint":
