@@ -10,10 +10,12 @@ import dataclasses
 import ipaddress
 import os
 import re
+import shlex
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -47,6 +49,9 @@ class ApiConfig:
     listen: str = "127.0.0.1:4860"
     public_url: str | None = None
     request_timeout: float = _duration(5.0)
+    max_connections: int = 1024
+    header_timeout: float = _duration(5.0)
+    idle_timeout: float = _duration(30.0)
 
     @property
     def host(self) -> str:
@@ -88,12 +93,29 @@ class WorkspacesConfig:
     root: str | None = None
     pr_auto_merge: str = _choice("on-green", "on-green", "off")
     keep_status: bool = True
+    max_watches: int = 0
+    diff_max_file_mb: int = 32
+    worker_memory_mb: int = 2048
 
 
 @dataclass(frozen=True)
 class CommandsConfig:
     max_concurrent: int = 4
     drain_timeout: float = _duration(60.0)
+
+
+@dataclass(frozen=True)
+class UpgradeConfig:
+    enabled: bool = True
+    allowed: str | None = None
+    root: str | None = None
+    pip_args: tuple[str, ...] = field(default=(), metadata=_meta("list"))
+    supervisor: str = _choice("auto", "auto", "systemd", "external")
+    trial_deadline: float = _duration(180.0)
+    cooldown: float = _duration(3600.0)
+    healthy_after: float = _duration(10.0)
+    install_attempts: int = 3
+    install_timeout: float = _duration(600.0)
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     workspaces: WorkspacesConfig = field(default_factory=WorkspacesConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    upgrade: UpgradeConfig = field(default_factory=UpgradeConfig)
 
     @property
     def token(self) -> str | None:
@@ -115,6 +138,21 @@ class Config:
     @property
     def public_url(self) -> str:
         return self.api.public_url or f"http://{self.hostname}:{self.api.port}"
+
+    def unreachable_api_warning(self) -> str | None:
+        """Why the relay cannot reach the advertised API, when it is off this machine while the
+        API listens on loopback only and no api.public_url says otherwise."""
+        if not self.relay.url or self.api.public_url or not is_loopback(self.api.host):
+            return None
+        relay_host = urlsplit(self.relay.url).hostname or ""
+        if is_loopback(relay_host):
+            return None
+        return (
+            f"the relay {relay_host} is not on this machine, but api.listen {self.api.listen} "
+            f"is loopback only: it cannot reach the advertised {self.public_url}. Set "
+            f"api.listen to an address the relay can reach (e.g. 0.0.0.0:{self.api.port}, "
+            "with relay.token), or api.public_url to one that forwards here"
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, with secrets replaced."""
@@ -169,6 +207,8 @@ def _as_dict(obj: Any) -> dict[str, Any]:
             out[f.name] = "<redacted>" if value else None
         elif kind == "duration":
             out[f.name] = format_duration(value)
+        elif kind == "list":
+            out[f.name] = list(value)
         else:
             out[f.name] = value
     return out
@@ -178,6 +218,8 @@ def _convert(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     kind = f.metadata.get("kind")
     if kind == "duration":
         return parse_duration(value, key)
+    if kind == "list":
+        return _string_list(value, key)
     if kind == "choice":
         if value not in f.metadata["choices"]:
             choices = ", ".join(f.metadata["choices"])
@@ -199,6 +241,20 @@ def _convert(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     if "\0" in value:
         raise ConfigError(f"{key}: must not contain a NUL byte")
     return value
+
+
+def _string_list(value: Any, key: str) -> tuple[str, ...]:
+    """A YAML list of strings, or one string split as a shell would (the environment form)."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: cannot split {value!r}: {exc}") from None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    if any("\0" in v for v in value):
+        raise ConfigError(f"{key}: must not contain a NUL byte")
+    return tuple(value)
 
 
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
@@ -312,11 +368,36 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError(f"relay.url: expected an http(s) URL, got {cfg.relay.url!r}")
     if cfg.commands.max_concurrent < 1:
         raise ConfigError("commands.max_concurrent: must be at least 1")
-    if cfg.api.request_timeout <= 0:
-        raise ConfigError("api.request_timeout: must be above zero")
+    for key in ("request_timeout", "header_timeout", "idle_timeout"):
+        if getattr(cfg.api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be above zero")
+    if cfg.api.max_connections < 1:
+        raise ConfigError("api.max_connections: must be at least 1")
+    for key in ("max_watches", "diff_max_file_mb", "worker_memory_mb"):
+        if getattr(cfg.workspaces, key) < 0:
+            raise ConfigError(f"workspaces.{key}: must not be negative")
     for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
         if getattr(cfg.relay, key) <= 0:
             raise ConfigError(f"relay.{key}: must be above zero")
+    _check_upgrade(cfg.upgrade)
     return dataclasses.replace(
         cfg, id=host_id, hostname=hostname, base_dir=base_dir, state_dir=state_dir
     )
+
+
+def _check_upgrade(upgrade: UpgradeConfig) -> None:
+    if upgrade.allowed is not None:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            SpecifierSet(upgrade.allowed)
+        except InvalidSpecifier:
+            raise ConfigError(
+                f"upgrade.allowed: expected a version specifier like '>=0.4,<1', "
+                f"got {upgrade.allowed!r}"
+            ) from None
+    if upgrade.install_attempts < 1:
+        raise ConfigError("upgrade.install_attempts: must be at least 1")
+    for key in ("trial_deadline", "install_timeout"):
+        if getattr(upgrade, key) <= 0:
+            raise ConfigError(f"upgrade.{key}: must be above zero")

@@ -23,7 +23,15 @@ from aiohttp import web
 from hostd import SEMVER
 from hostd.api import create_app
 from hostd.api.handlers import CAPABILITIES
+from hostd.api.server import (
+    BACKLOG,
+    ConnectionLimits,
+    GuardedRunner,
+    handle_resource_exhaustion,
+    raise_open_file_limit,
+)
 from hostd.commands import build_registry
+from hostd.commands.upgrade import UPGRADE
 from hostd.config import Config
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
@@ -31,11 +39,13 @@ from hostd.lifeline import signal_when_parent_exits
 from hostd.metrics import Metrics
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
-from hostd.relay.journal import Journal, JournalError
+from hostd.relay.journal import FAILED, Journal, JournalError
 from hostd.relay.link import Backoff, RelayLink
 from hostd.relay.poller import CommandLoop
 from hostd.relay.supervisor import supervise
 from hostd.sdnotify import Notifier
+from hostd.upgrade import trial
+from hostd.upgrade.managed import managed_layout
 
 log = logging.getLogger("hostd")
 
@@ -64,11 +74,16 @@ class RelayStatus:
 
 
 class Daemon:
-    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        env: Mapping[str, str] | None = None,
+        config_path: str | None = None,
+    ) -> None:
         self.config = config
         self.metrics = Metrics()
         self.notifier = Notifier(env)
-        self.registry = build_registry(env)
+        self.registry = build_registry(env, config, config_path)
         self.capabilities = {**CAPABILITIES, **self.registry.capabilities()}
         self.stop_requested = asyncio.Event()
         self.exit_code = 0
@@ -95,7 +110,11 @@ class Daemon:
                 on_status=self.notifier.status,
             )
             self.journal = Journal(os.path.join(config.state_dir, JOURNAL_FILE))
-            self.command_pool = GitPool(COMMAND_WORKERS, writes=True)
+            self.command_pool = GitPool(
+                COMMAND_WORKERS,
+                writes=True,
+                memory_limit=config.workspaces.worker_memory_mb * 2**20,
+            )
             self.commands = CommandLoop(
                 config,
                 self.client,
@@ -117,9 +136,13 @@ class Daemon:
             pruned = await self.journal.prune(JOURNAL_KEEP_MS)
             if pruned:
                 log.info("journal: dropped %d reported command(s) older than 7 days", pruned)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        api = self.config.api
+        limits = ConnectionLimits(api.max_connections, api.header_timeout, api.idle_timeout)
+        raise_open_file_limit()
+        self._runner = GuardedRunner(self.app, limits, access_log=None, handle_signals=False)
+        handle_resource_exhaustion(asyncio.get_running_loop(), self._runner.guard)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.api.host, self.config.api.port)
+        site = web.TCPSite(self._runner, api.host, api.port, backlog=BACKLOG)
         await site.start()
         log.info(
             "hostd %s serving %s on http://%s (base_dir %s)",
@@ -128,6 +151,9 @@ class Daemon:
             self.config.api.listen,
             self.config.base_dir,
         )
+        unreachable = self.config.unreachable_api_warning()
+        if unreachable:
+            log.warning("%s", unreachable)
         self.notifier.notify("READY=1", f"STATUS=serving on {self.config.api.listen}")
         self._spawn(self.notifier.run_watchdog(), "hostd-watchdog")
         if self.link is not None and self.commands is not None:
@@ -173,6 +199,25 @@ class Daemon:
         self.release_signal_handlers()
         return abandoned
 
+    async def report_rollback(self, command_id: str, error: str) -> None:
+        """The old version, started again after a rollback, reports the upgrade `failed`."""
+        log.error("upgrade command %s: %s", command_id, error)
+        if self.journal is not None and command_id:
+            entry = await self.journal.get(command_id)
+            if entry is None:
+                await self.journal.add(command_id, UPGRADE, {})
+            if entry is None or entry.status != FAILED:
+                await self.journal.record_outcome(command_id, FAILED, {"error": error})
+        await asyncio.to_thread(trial.mark_reported, self.config.state_dir)
+
+    def watch_trial(self, boot: trial.Boot) -> None:
+        layout = managed_layout(self.config)
+        if boot.trial is None or layout is None:
+            return
+        registered = self.link.connected if self.link is not None else asyncio.Event()
+        watch = trial.watch(self.config, layout, boot.trial, registered, self.request_exit)
+        self._spawn(watch, "hostd-upgrade-trial")
+
     def request_exit(self, code: int) -> None:
         """Shut down as on SIGTERM and exit with `code`."""
         self.exit_code = code
@@ -216,15 +261,33 @@ def _exit_now(sig: signal.Signals) -> None:
     os._exit(128 + sig)
 
 
-async def serve(config: Config) -> int:
-    daemon = Daemon(config)
+async def _upgrade_boot(config: Config) -> trial.Boot:
+    """Trial-boot bookkeeping of a managed install, before anything else starts."""
+    layout = managed_layout(config)
+    if layout is None:
+        return trial.Boot()
+    try:
+        return await asyncio.to_thread(trial.on_start, config, layout)
+    except OSError as exc:
+        log.error("upgrade: start-up bookkeeping in %s failed: %s", layout.root, exc)
+        return trial.Boot()
+
+
+async def serve(config: Config, config_path: str | None = None) -> int:
+    boot = await _upgrade_boot(config)
+    if boot.exit_code is not None:
+        return boot.exit_code
+    daemon = Daemon(config, config_path=config_path)
     daemon.install_signal_handlers()
     try:
         await daemon.start()
+        if boot.report is not None:
+            await daemon.report_rollback(*boot.report)
     except (OSError, sqlite3.Error, JournalError) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return 1
+    daemon.watch_trial(boot)
     try:
         await daemon.stop_requested.wait()
     finally:

@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,10 +21,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout
+from aiohttp import ClientSession, ClientTimeout, web
 
 from hostd.config import split_listen
 from hostd.devrelay import start as start_relay
+from hostd.devrelay.app import listen_error
 from hostd.lifeline import PARENT_ENV
 
 HOST_ID = "demo-host"
@@ -126,17 +129,20 @@ async def _create_workspaces(
 
 
 def _instructions(relay_url: str, api_url: str, token: str, ids: list[str], root: Path) -> str:
+    """What to try; every URL and command printed here works exactly as printed."""
     auth = f"-H 'X-Agent-Relay-Token: {token}'"
     first = ids[0]
+    query = f"?token={token}"
     return "\n".join(
         [
             f"hostd demo is running (sandbox: {root})",
-            f"  development relay : {relay_url}   (not a production relay)",
-            f"  hostd API         : {api_url}",
+            f"  development relay : {relay_url}/api/orchestrators{query}",
+            "                      (a development tool, not a production relay)",
+            f"  hostd API         : {api_url}/api/health",
             "",
-            "Dashboard-style views of the two agent workspaces:",
-            *(f"  {relay_url}/api/workspaces/{ws}/git-state" for ws in ids),
-            *(f"  {relay_url}/api/workspaces/{ws}/merge-preview" for ws in ids),
+            "Dashboard-style views of the two agent workspaces (open them in a browser):",
+            *(f"  {relay_url}/api/workspaces/{ws}/git-state{query}" for ws in ids),
+            *(f"  {relay_url}/api/workspaces/{ws}/merge-preview{query}" for ws in ids),
             "",
             "Try:",
             f"  curl -s {auth} {relay_url}/api/workspaces/{first}/git-state",
@@ -191,14 +197,49 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) 
 
 
 async def run_demo(sandbox: Path | None, relay_listen: str, api_listen: str) -> int:
-    root = Path(sandbox or tempfile.mkdtemp(prefix="hostd-demo-")).resolve()
-    if root.exists() and any(root.iterdir()):
-        print(f"hostd demo: {root} is not empty; pass an empty or new --dir", file=sys.stderr)
+    """The exit code: 0 after Ctrl-C, 1 when something could not start, 2 for a bad --dir."""
+    if sandbox is not None and sandbox.exists() and any(sandbox.iterdir()):
+        print(f"hostd demo: {sandbox} is not empty; pass an empty or new --dir", file=sys.stderr)
         return 2
-    paths = build_sandbox(root)
-    token = secrets.token_hex(8)
+    busy = _busy_address(api_listen)
+    if busy:
+        print(busy, file=sys.stderr)
+        return 1
     relay_host, relay_port = split_listen(relay_listen)
-    runner, relay_url = await start_relay(relay_host, relay_port, token=token)
+    token = secrets.token_hex(8)
+    try:
+        runner, relay_url = await start_relay(relay_host, relay_port, token=token)
+    except OSError as exc:
+        print(listen_error("hostd demo", relay_host, relay_port, exc), file=sys.stderr)
+        return 1
+    root = Path(sandbox or tempfile.mkdtemp(prefix="hostd-demo-")).resolve()
+    try:
+        return await _run(root, runner, relay_url, api_listen, token)
+    finally:
+        await runner.cleanup()
+        if sandbox is None:
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"sandbox {root} removed", flush=True)
+        else:
+            print(f"sandbox kept in {root}", flush=True)
+
+
+def _busy_address(listen: str) -> str | None:
+    """One line when `listen` cannot be bound (checked before anything starts)."""
+    host, port = split_listen(listen)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return listen_error("hostd demo", host, port, exc)
+    return None
+
+
+async def _run(
+    root: Path, runner: web.AppRunner, relay_url: str, api_listen: str, token: str
+) -> int:
+    paths = build_sandbox(root)
     config = _write_config(root, api_listen, relay_url, token)
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -224,10 +265,15 @@ async def run_demo(sandbox: Path | None, relay_listen: str, api_listen: str) -> 
         print(_instructions(relay_url, api_url, token, ids, root), flush=True)
         await child.wait()
 
+    failed: str | None = None
     try:
         await _unless_stopped(introduce(), signals.received)
+    except RuntimeError as exc:
+        failed = str(exc)
     finally:
         status = await signals.stop_child()
-        await runner.cleanup()
+    if failed:
+        print(f"hostd demo: {failed}", file=sys.stderr)
+        return 1
     print("hostd demo stopped", flush=True)
     return 0 if status == 0 else 1

@@ -7,16 +7,21 @@ queries of the same process.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from typing import Any
 
-from hostd.git.diff import workspace_diff
-from hostd.git.discover import Workspace, open_workspace, probe
+import pygit2
+
+from hostd.git.diff import MAX_FILE, workspace_diff
+from hostd.git.discover import Workspace, common_dir, open_workspace, probe
 from hostd.git.errors import GitError
 from hostd.git.preview import merge_preview
+from hostd.git.refs import local_branch, resolve_commit
 from hostd.git.repocache import RepositoryCache
 from hostd.git.state import workspace_state
+from hostd.git.status import dirty_count
 
 Body = dict[str, Any]
 
@@ -42,14 +47,27 @@ def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | N
 
 
 def diff_body(
-    path: str, base_dir: str, base_ref: str | None, base_sha: str | None, patch: bool = True
+    path: str,
+    base_dir: str,
+    base_ref: str | None,
+    base_sha: str | None,
+    patch: bool = True,
+    max_file: int = MAX_FILE,
 ) -> Body:
-    return _query(
-        path,
-        base_dir,
-        lambda ws: workspace_diff(ws, base_ref, base_sha, include_patch=patch),
-        lambda: {"files": []},
-    )
+    def diff(ws: Workspace) -> Body:
+        body = workspace_diff(ws, base_ref, base_sha, include_patch=patch, max_file=max_file)
+        if "dirtyCount" not in body:
+            body["dirtyCount"] = _dirty_count(ws)
+        return body
+
+    return _query(path, base_dir, diff, lambda: {"files": []})
+
+
+def _dirty_count(ws: Workspace) -> int:
+    try:
+        return dirty_count(ws.repo)
+    except (pygit2.GitError, OSError) as exc:
+        raise GitError(str(exc) or type(exc).__name__) from exc
 
 
 def preview_body(
@@ -68,3 +86,34 @@ def preview_body(
     return _query(
         path, base_dir, lambda ws: merge_preview(ws, base_ref, base_sha, strategy), unavailable
     )
+
+
+def repository_folder(path: str) -> str:
+    """The folder holding the repository around `path` (its working tree and its git
+    directories), or `path` itself outside any repository: the CLI's base_dir by default."""
+    try:
+        git_dir = pygit2.discover_repository(path)
+        repo = pygit2.Repository(git_dir) if git_dir else None
+    except (pygit2.GitError, ValueError, OSError):
+        repo = None
+    if repo is None or not repo.workdir:
+        return path
+    folders = [os.path.realpath(p) for p in (repo.workdir, repo.path, common_dir(repo))]
+    return os.path.commonpath(folders)
+
+
+def default_base(path: str, base_dir: str) -> str | None:
+    """The repository's default branch: what origin/HEAD names, else `main`, else `master`."""
+    try:
+        repo = open_workspace(path, base_dir, _repositories.open).repo
+        remote_head = repo.references.get("refs/remotes/origin/HEAD")
+    except (GitError, pygit2.GitError, ValueError):
+        return None
+    candidates = ["main", "master"]
+    if remote_head is not None and remote_head.type == pygit2.enums.ReferenceType.SYMBOLIC:
+        remote_branch = remote_head.target.removeprefix("refs/remotes/")
+        candidates[:0] = [remote_branch.removeprefix("origin/"), remote_branch]
+    for name in candidates:
+        if local_branch(repo, name) is not None or resolve_commit(repo, name) is not None:
+            return name
+    return None

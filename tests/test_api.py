@@ -318,3 +318,36 @@ async def test_status_follows_every_change(
         expected = len(git(repo.path, "--no-optional-locks", "status", "--porcelain").splitlines())
         assert body["dirtyCount"] == expected == step
         repo.write(f"new-{step}.txt", "x\n")
+
+
+def porcelain_count(path: Path) -> int:
+    return len(git(path, "--no-optional-locks", "status", "--porcelain").splitlines())
+
+
+@pytest.mark.parametrize(
+    "params", [{"baseRef": "main"}, {}, {"baseRef": "no-such-branch"}, {"baseSha": "0" * 40}]
+)
+async def test_diff_always_carries_dirty_count(
+    client: TestClient, base_dir: Path, repo: Repo, params: dict[str, str]
+) -> None:
+    wt = repo.worktree(base_dir / "wt", "agent/a")
+    wt.commit("work", {"a.txt": "a\n"})
+    for step in range(3):
+        status, body = await get(client, "diff", path=str(wt.path), **params)
+        assert status == 200 and "error" not in body
+        assert body["dirtyCount"] == porcelain_count(wt.path) == step
+        wt.write(f"untracked-{step}.txt", "x\n")
+
+
+async def test_merge_preview_leaves_unmerged_ahead_out_when_ahead_is_zero(
+    client: TestClient, base_dir: Path, repo: Repo
+) -> None:
+    wt = repo.worktree(base_dir / "wt", "agent/a")
+    _, state = await get(client, "state", path=str(wt.path), baseRef="main")
+    _, preview = await get(client, "merge-preview", path=str(wt.path), baseRef="main")
+    assert state["ahead"] == preview["ahead"] == 0
+    assert "unmergedAhead" not in state and "unmergedAhead" not in preview
+    wt.commit("work", {"a.txt": "a\n"})
+    _, preview = await get(client, "merge-preview", path=str(wt.path), baseRef="main")
+    ahead = int(git(wt.path, "rev-list", "--count", "main..HEAD"))
+    assert preview["ahead"] == preview["unmergedAhead"] == ahead == 1

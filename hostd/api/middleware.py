@@ -1,4 +1,4 @@
-"""Request middlewares: errors and CORS, access log and metrics, auth, deadline."""
+"""Request middlewares, outermost first: access log and metrics, errors and CORS, auth, deadline."""
 
 from __future__ import annotations
 

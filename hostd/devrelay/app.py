@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import signal
 import sys
 from collections.abc import AsyncIterator
 
@@ -103,10 +106,20 @@ async def start(
     """Serve on host:port (0 picks a free port); stop with `await runner.cleanup()`."""
     runner = web.AppRunner(_owning_store(db_path, token, settings), shutdown_timeout=5)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     bound_port = runner.addresses[0][1]
     url_host = f"[{host}]" if ":" in host else host
     return runner, f"http://{url_host}:{bound_port}"
+
+
+def listen_error(what: str, host: str, port: int, exc: OSError) -> str:
+    """One line for a listen address that cannot be bound."""
+    reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+    return f"{what}: cannot listen on {host}:{port}: {reason}"
 
 
 def run(
@@ -116,14 +129,32 @@ def run(
     token: str | None = None,
     *,
     settings: RelaySettings | None = None,
-) -> None:
-    """Serve until interrupted (the `hostd dev-relay` command)."""
-    app = _owning_store(db_path, token, settings)
+) -> int:
+    """Serve until SIGINT or SIGTERM (the `hostd dev-relay` command); the exit code."""
+    return asyncio.run(_serve(host, port, db_path, token, settings))
+
+
+async def _serve(
+    host: str, port: int, db_path: str, token: str | None, settings: RelaySettings | None
+) -> int:
+    try:
+        runner, url = await start(host, port, db_path, token, settings=settings)
+    except OSError as exc:
+        print(listen_error("hostd dev-relay", host, port, exc), file=sys.stderr)
+        return 1
     auth = "token required (X-Agent-Relay-Token)" if token else "no token: every request accepted"
     print(
-        f"hostd development relay on http://{host}:{port} ({auth}; database {db_path})\n"
+        f"hostd development relay on {url} ({auth}; database {db_path})\n"
         "A development and test tool, not a production relay.",
         file=sys.stderr,
         flush=True,
     )
-    web.run_app(app, host=host, port=port, print=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    return 0

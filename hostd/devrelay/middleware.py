@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def _auth_kind(request: web.Request, token: str | None) -> str:
-    """How the request authenticates: none, configured, runtime or invalid."""
-    given = request.headers.get(TOKEN_HEADER)
+    """How the request authenticates: none, configured, runtime or invalid. A `token` query
+    parameter stands in for the header, so a browser can open the dashboard-style URLs."""
+    given = request.headers.get(TOKEN_HEADER) or request.query.get("token")
     if given is None:
         return "none"
     if token is not None and hmac.compare_digest(given.encode(), token.encode()):

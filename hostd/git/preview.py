@@ -72,7 +72,8 @@ def merge_preview(
         return body
     body["ahead"] = state["ahead"]
     body["behind"] = state["behind"]
-    body["unmergedAhead"] = state.get("unmergedAhead", 0)
+    if "unmergedAhead" in state:
+        body["unmergedAhead"] = state["unmergedAhead"]
     for key in ("landed", "landedSha"):
         if key in state:
             body[key] = state[key]
@@ -80,7 +81,7 @@ def merge_preview(
     body["dirtyCount"] = state["dirtyCount"]
     if body["dirtyCount"] > 0:
         body["reason"] = DIRTY
-    elif body.get("landed") or body["unmergedAhead"] == 0 or body["ahead"] == 0:
+    elif body.get("landed") or state.get("unmergedAhead", 0) == 0:
         body["noop"] = True
         body["reason"] = ALREADY_LANDED if body.get("landed") else NOTHING_TO_MERGE
     else:

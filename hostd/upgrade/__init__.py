@@ -1,0 +1,1 @@
+"""Self-upgrade: the managed install layout, staging, switch, trial boot, rollback, service."""
