@@ -53,6 +53,8 @@ JOURNAL_FILE = "journal.sqlite3"
 JOURNAL_KEEP_MS = 7 * 24 * 3600 * 1000
 COMMAND_WORKERS = 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PARENT_GONE = signal.SIGUSR1
+"""What the kernel sends when the process named in HOSTD_PARENT_PID (`hostd demo`) exits."""
 
 
 class RelayStatus:
@@ -228,7 +230,13 @@ class Daemon:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, _exit_now, signal.SIGQUIT)
-        if not signal_when_parent_exits(signal.SIGTERM):
+        loop.add_signal_handler(PARENT_GONE, self._on_parent_gone)
+        if not signal_when_parent_exits(PARENT_GONE):
+            self._on_parent_gone()
+
+    def _on_parent_gone(self) -> None:
+        # Sent once per thread of the dying parent, so it never counts as a second signal.
+        if not self.stop_requested.is_set():
             log.warning("the process that started hostd is gone; shutting down")
             self.stop_requested.set()
 
@@ -240,6 +248,8 @@ class Daemon:
         for sig in (*STOP_SIGNALS, signal.SIGQUIT):
             loop.remove_signal_handler(sig)
             signal.signal(sig, lambda signum, frame: _exit_now(signal.Signals(signum)))
+        loop.remove_signal_handler(PARENT_GONE)
+        signal.signal(PARENT_GONE, signal.SIG_IGN)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         if self.stop_requested.is_set():
