@@ -1,9 +1,9 @@
 """The daemon's start-up and shutdown order.
 
 Start: journal, API, `READY=1`, then registration/heartbeat and the command loop.
-Stop (SIGTERM/SIGINT or an exit request): `STOPPING=1`, stop polling, drain running commands while
-still heartbeating, stop the heartbeat, close the API. A second signal or SIGQUIT exits at once
-with 128 + the signal number.
+Stop (SIGTERM, SIGINT, SIGHUP or an exit request): `STOPPING=1`, stop polling, drain running
+commands while still heartbeating, stop the heartbeat, close the API. A second signal or SIGQUIT
+exits at once with 128 + the signal number; the git worker processes end with hostd either way.
 """
 
 from __future__ import annotations
@@ -36,14 +36,16 @@ from hostd.config import Config
 from hostd.gates.sweep import sweep as sweep_gates
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
+from hostd.lifeline import signal_when_parent_exits
 from hostd.metrics import Metrics
 from hostd.refresher import UpstreamRefresher
 from hostd.relay.client import RelayClient
 from hostd.relay.identity import Identity
-from hostd.relay.journal import FAILED, Journal
+from hostd.relay.journal import FAILED, Journal, JournalError
 from hostd.relay.link import Backoff, RelayLink
 from hostd.relay.locks import RepositoryLocks
 from hostd.relay.poller import CommandLoop
+from hostd.relay.supervisor import supervise
 from hostd.sdnotify import Notifier
 from hostd.upgrade import trial
 from hostd.upgrade.managed import managed_layout
@@ -53,21 +55,26 @@ log = logging.getLogger("hostd")
 JOURNAL_FILE = "journal.sqlite3"
 JOURNAL_KEEP_MS = 7 * 24 * 3600 * 1000
 COMMAND_WORKERS = 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PARENT_GONE = signal.SIGUSR1
+"""What the kernel sends when the process named in HOSTD_PARENT_PID (`hostd demo`) exits."""
 
 
 class RelayStatus:
     """The LinkStatus `/api/health` shows when a relay is configured."""
 
-    def __init__(self, link: RelayLink, commands: CommandLoop) -> None:
+    def __init__(self, link: RelayLink, commands: CommandLoop, journal: Journal) -> None:
         self.link = link
         self.commands = commands
+        self.journal = journal
 
     def health(self) -> dict[str, Any]:
         return {
-            "degraded": self.link.degraded,
+            "degraded": self.link.degraded or self.journal.failing,
             "relay": self.link.relay_health(),
             "registration": self.link.registration_health(),
             "commandLoop": self.commands.health(),
+            "journal": self.journal.health(),
         }
 
 
@@ -123,7 +130,7 @@ class Daemon:
                 metrics=self.metrics,
                 request_exit=self.request_exit,
             )
-            status = RelayStatus(self.link, self.commands)
+            status = RelayStatus(self.link, self.commands, self.journal)
         self.app = create_app(config, self.metrics, status, self.capabilities)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,7 +168,9 @@ class Daemon:
             refresher = UpstreamRefresher(self.config, locks)
             self._spawn(refresher.run(), "hostd-upstream-refresher")
         if self.link is not None and self.commands is not None:
-            self._spawn(self.link.run(), "hostd-relay-link")
+            self._spawn(
+                supervise("relay link", self.link.run, self.link.crashed), "hostd-relay-link"
+            )
             self.commands.start()
         else:
             log.info("no relay.url configured: not registering, not polling for commands")
@@ -198,6 +207,7 @@ class Daemon:
             self._runner = None
         self.notifier.close()
         log.info("hostd stopped")
+        self.release_signal_handlers()
         return abandoned
 
     async def report_rollback(self, command_id: str, error: str) -> None:
@@ -226,9 +236,29 @@ class Daemon:
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, _exit_now, signal.SIGQUIT)
+        loop.add_signal_handler(PARENT_GONE, self._on_parent_gone)
+        if not signal_when_parent_exits(PARENT_GONE):
+            self._on_parent_gone()
+
+    def _on_parent_gone(self) -> None:
+        # Sent once per thread of the dying parent, so it never counts as a second signal.
+        if not self.stop_requested.is_set():
+            log.warning("the process that started hostd is gone; shutting down")
+            self.stop_requested.set()
+
+    def release_signal_handlers(self) -> None:
+        """Stopped: any further signal exits at once, also while the interpreter winds down
+        (the event loop's handlers go with the loop, which would leave SIGINT raising
+        KeyboardInterrupt in exit-time thread joins)."""
+        loop = asyncio.get_running_loop()
+        for sig in (*STOP_SIGNALS, signal.SIGQUIT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, lambda signum, frame: _exit_now(signal.Signals(signum)))
+        loop.remove_signal_handler(PARENT_GONE)
+        signal.signal(PARENT_GONE, signal.SIG_IGN)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         if self.stop_requested.is_set():
@@ -272,7 +302,7 @@ async def serve(config: Config, config_path: str | None = None) -> int:
         await daemon.start()
         if boot.report is not None:
             await daemon.report_rollback(*boot.report)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, JournalError) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return 1

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from hostd.config import split_listen
 from hostd.devrelay import start as start_relay
 from hostd.devrelay.app import listen_error
+from hostd.lifeline import PARENT_ENV
 
 HOST_ID = "demo-host"
 REGISTRATION_TIMEOUT = 30.0
@@ -155,15 +157,45 @@ def _instructions(relay_url: str, api_url: str, token: str, ids: list[str], root
     )
 
 
-async def _stop_child(child: asyncio.subprocess.Process) -> int:
-    if child.returncode is None:
-        child.send_signal(signal.SIGTERM)
+class _SignalRelay:
+    """hostd runs in its own process group, so a Ctrl-C (which the terminal sends to the whole
+    foreground group) reaches the demo alone; each signal the demo gets is passed on once."""
+
+    def __init__(self, child: asyncio.subprocess.Process) -> None:
+        self.child = child
+        self.received = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self._forward, sig)
+
+    def _forward(self, sig: signal.Signals) -> None:
+        self.received.set()
+        if self.child.returncode is None:
+            self.child.send_signal(signal.SIGQUIT if sig == signal.SIGQUIT else signal.SIGTERM)
+
+    async def stop_child(self) -> int:
+        if self.child.returncode is None and not self.received.is_set():
+            self.child.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(child.wait(), 70)
+            await asyncio.wait_for(self.child.wait(), 70)
         except TimeoutError:
-            child.kill()
-            await child.wait()
-    return child.returncode or 0
+            self.child.kill()
+            await self.child.wait()
+        return self.child.returncode or 0
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` unless a stop signal comes first (then `work` is cancelled); True if it ran."""
+    task = asyncio.create_task(work)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+    task.result()
+    return True
 
 
 async def run_demo(sandbox: Path | None, relay_listen: str, api_listen: str) -> int:
@@ -212,14 +244,19 @@ async def _run(
     paths = build_sandbox(root)
     config = _write_config(root, api_listen, relay_url, token)
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hostd", "run", "--config", str(config)
+        sys.executable,
+        "-m",
+        "hostd",
+        "run",
+        "--config",
+        str(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        process_group=0,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    failed: str | None = None
-    try:
+    signals = _SignalRelay(child)
+
+    async def introduce() -> None:
         async with ClientSession(
             headers={"X-Agent-Relay-Token": token}, timeout=ClientTimeout(total=10)
         ) as session:
@@ -228,14 +265,15 @@ async def _run(
             async with session.get(f"{relay_url}/api/orchestrators/{HOST_ID}") as resp:
                 api_url = (await resp.json()).get("apiUrl", f"http://{api_listen}")
         print(_instructions(relay_url, api_url, token, ids, root), flush=True)
-        waiter = asyncio.create_task(child.wait())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
+        await child.wait()
+
+    failed: str | None = None
+    try:
+        await _unless_stopped(introduce(), signals.received)
     except RuntimeError as exc:
         failed = str(exc)
     finally:
-        status = await _stop_child(child)
+        status = await signals.stop_child()
     if failed:
         print(f"hostd demo: {failed}", file=sys.stderr)
         return 1

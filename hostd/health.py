@@ -17,7 +17,12 @@ class NoRelay:
     def health(self) -> dict[str, Any]:
         return {
             "degraded": False,
-            "relay": {"connected": False, "degraded": False, "consecutiveHeartbeatFailures": 0},
+            "relay": {
+                "connected": False,
+                "degraded": False,
+                "consecutiveHeartbeatFailures": 0,
+                "linkRestarts": 0,
+            },
             "registration": {"registered": False, "degraded": False, "consecutiveFailures": 0},
             "commandLoop": {"inFlight": 0, "running": [], "stalled": False},
         }

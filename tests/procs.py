@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
@@ -76,3 +76,32 @@ def start_daemon(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
     )
+
+
+def session_processes(session_id: int) -> list[str]:
+    """Live (not zombie) processes of a session, as `pid command` lines."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == session_id and state != "Z":
+            shown = command.replace(b"\0", b" ").decode(errors="replace")[:160]
+            found.append(f"{entry} {shown}")
+    return found
+
+
+def read_until(stream: IO[str] | None, marker: str) -> str:
+    """Lines of a child's output up to and including the first one holding `marker`."""
+    assert stream is not None
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+    raise AssertionError(f"output ended before {marker!r}:\n" + "".join(lines))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from hostd.relay.journal import ACCEPTED, DONE, NEW, RUNNING, SUCCEEDED, Journal, params_digest
+from tests.gitrepo import init_repo
 from tests.relay_harness import DevRelay, Hostd, counter_lines, wait_until
+
+COUNTER = "hostd.test.counter"
 
 
 async def test_journal_keeps_phases_and_outcomes_across_reopening(tmp_path: Path) -> None:
@@ -93,3 +100,80 @@ async def test_unreported_outcome_is_reported_after_restart_without_running_agai
     assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
     assert counter_lines(count) == [command_id]
     assert not host.log_matches("recovering")
+
+
+def _journal_rows(state_dir: Path) -> dict[str, tuple[str, str | None, int]]:
+    db = sqlite3.connect(state_dir / "journal.sqlite3")
+    try:
+        rows = db.execute("SELECT id, phase, status, reported FROM commands").fetchall()
+    finally:
+        db.close()
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+async def test_unwritable_journal_still_reports_the_outcome_and_shows_in_health(
+    relay: DevRelay, hostd: Callable[[str], Hostd], base_dir: Path, tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    repo = {"file": str(count), "path": str(init_repo(base_dir / "repo").path)}
+    first = await relay.enqueue(host.id, COUNTER, {**repo, "seconds": 1.0})
+    await wait_until(lambda: counter_lines(count) == [first], 10, "first command started")
+    waiting = await relay.enqueue(host.id, COUNTER, repo)
+    await wait_until(lambda: _status_is(relay, waiting, "accepted"), 10, "second accepted")
+    hostd_process = psutil.Process(host.pid)
+    limits = hostd_process.rlimit(psutil.RLIMIT_FSIZE)
+    # A zero file-size limit fails every write of the journal like a full disk (EFBIG).
+    hostd_process.rlimit(psutil.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+        done = await relay.finished(first)
+        assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+        health = await host.wait_health(lambda h: not h["journal"]["ok"], 10, "journal failing")
+        assert health["degraded"] is True
+        assert health["journal"]["failures"] >= 1
+        await host.wait_log("journal .*: OperationalError")
+
+        later = await relay.enqueue(host.id, COUNTER, {"file": str(count)})
+        await wait_until(lambda: _polls_after(relay, later, 3), 10, "polls while failing")
+        assert (await relay.command(later))["status"] == "pending"
+        assert (await relay.command(waiting))["status"] == "accepted"
+        assert counter_lines(count) == [first]
+    finally:
+        hostd_process.rlimit(psutil.RLIMIT_FSIZE, limits)
+
+    for command_id in (waiting, later):
+        done = await relay.finished(command_id)
+        assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+    assert sorted(counter_lines(count)) == sorted([first, waiting, later])
+    await host.wait_health(lambda h: h["journal"]["ok"], 10, "journal ok again")
+    assert len(host.log_matches("WARNING hostd.journal: .*OperationalError")) == 1
+    assert len(await host.wait_log("hostd.journal: .* resolved after")) == 1
+    await wait_until(lambda: _journal_rows(host.state_dir).get(first) == (DONE, SUCCEEDED, 1))
+    outcomes = [p for p in await relay.patches(first) if p["json"]["status"] == "succeeded"]
+    assert len(outcomes) == 1
+
+
+async def _status_is(relay: DevRelay, command_id: str, status: str) -> bool:
+    return (await relay.command(command_id))["status"] == status
+
+
+async def _polls_after(relay: DevRelay, command_id: str, minimum: int) -> bool:
+    created = (await relay.command(command_id))["createdAt"]
+    polls = await relay.requests("GET", "/api/commands")
+    return len([p for p in polls if p["time"] >= created]) >= minimum
+
+
+async def test_state_dir_deleted_while_running_is_noticed_and_the_journal_written_again(
+    relay: DevRelay, hostd: Callable[[str], Hostd], tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    command_id = await relay.start_counter(host.id, count, 1.0)
+    shutil.rmtree(host.state_dir)
+    await host.wait_log("journal .* was deleted while hostd runs")
+    done = await relay.finished(command_id)
+    assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+    health = await host.health()
+    assert health is not None and "deleted" in health["journal"]["lastError"]
+    assert health["journal"]["failures"] >= 1
+    await wait_until(lambda: _journal_rows(host.state_dir).get(command_id) == (DONE, SUCCEEDED, 1))

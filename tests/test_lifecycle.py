@@ -67,3 +67,18 @@ async def test_drain_timeout_exits_zero_and_leaves_the_command_to_recovery(
     assert 0.4 < time.monotonic() - started < 5
     assert host.log_matches(f"left to recovery at next start: {command_id}")
     assert (await relay.command(command_id))["status"] == "running"
+
+
+async def test_sighup_drains_and_exits_like_sigterm(
+    relay: DevRelay, hostd: Callable[[str], Hostd], tmp_path: Path
+) -> None:
+    host = await hostd(relay.url).start()
+    count = tmp_path / "count"
+    command_id = await relay.start_counter(host.id, count, 1.0)
+    host.send(signal.SIGHUP)
+    assert await host.wait_exit(15) == 0
+    done = await relay.command(command_id)
+    assert (done["status"], done["result"]) == ("succeeded", {"runs": 1})
+    assert host.log_matches("received SIGHUP, shutting down")
+    assert host.log_matches(r"draining 1 command\(s\)")
+    assert host.log_matches("hostd stopped")

@@ -245,6 +245,7 @@ _HEALTH = _obj(
                 "consecutiveHeartbeatFailures": _INT,
                 "lastHeartbeatOkAt": _INT,
                 "lastError": _STR,
+                "linkRestarts": _doc(_INT, "Times the relay link task failed and was restarted."),
             }
         ),
         "registration": _obj(
@@ -269,6 +270,14 @@ _HEALTH = _obj(
                     )
                 ),
             }
+        ),
+        "journal": _obj(
+            {
+                "ok": _doc(_BOOL, "False while the command journal cannot write."),
+                "failures": _doc(_INT, "Journal operations that failed since start."),
+                "lastError": _doc(_STR, "The last journal failure."),
+            },
+            ("ok", "failures"),
         ),
         "gitWorkers": _obj(
             {

@@ -1,15 +1,32 @@
-"""HTTP calls to the relay (relay-link.md §1–§4); every failure surfaces as a RelayError."""
+"""HTTP calls to the relay (relay-link.md §1–§4); every failure surfaces as a RelayError.
+
+However the relay answers (redirects, bodies nested too deep to parse, headers aiohttp refuses),
+the caller sees a RelayError, never another exception. Redirects are never followed: the token
+header would go wherever the relay points.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 TOKEN_HEADER = "X-Agent-Relay-Token"
+MAX_TOKEN_CHARS = 4096
+_PLAIN_TOKEN = re.compile(rf"[\x21-\x7e]{{1,{MAX_TOKEN_CHARS}}}")
+
+log = logging.getLogger("hostd.relay")
+
+
+def plain_token(value: object) -> bool:
+    """A token fit for a header: visible ASCII only, no spaces or line breaks, bounded length."""
+    return isinstance(value, str) and _PLAIN_TOKEN.fullmatch(value) is not None
 
 
 class RelayError(Exception):
@@ -30,6 +47,10 @@ class RelayHTTPError(RelayError):
         self.status = status
 
     @property
+    def client_error(self) -> bool:
+        return 400 <= self.status < 500
+
+    @property
     def retriable(self) -> bool:
         return self.status in (408, 429) or self.status >= 500
 
@@ -48,7 +69,7 @@ class RelayClient:
         timeout: float,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = str(URL(base_url.rstrip("/")))
         self.bootstrap_token = token
         self.runtime_token: str | None = None
         self.timeout = timeout
@@ -65,8 +86,14 @@ class RelayClient:
         if not isinstance(answer, dict):
             return {}
         runtime = answer.get("runtimeToken")
-        if isinstance(runtime, dict) and isinstance(runtime.get("token"), str) and runtime["token"]:
-            self.runtime_token = runtime["token"]
+        token = runtime.get("token") if isinstance(runtime, dict) else None
+        if plain_token(token):
+            self.runtime_token = token
+        elif token is not None:
+            log.warning(
+                "relay offered a runtime token that is not a plain token (%s); ignored",
+                _shape(token),
+            )
         return answer
 
     async def heartbeat(self, host_id: str, body: dict[str, Any]) -> None:
@@ -100,8 +127,23 @@ class RelayClient:
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, parse: bool = True
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        """One call; a 4xx answered to the runtime token drops it and the call is made once more
+        with the bootstrap token."""
         token = self.token
+        try:
+            return await self._send(method, path, body, parse, token)
+        except RelayHTTPError as exc:
+            if not exc.client_error or token is None or token == self.bootstrap_token:
+                raise
+            if self.runtime_token == token:
+                self.runtime_token = None
+                log.info("relay refused the runtime token (%s); using the bootstrap token", exc)
+            return await self._send(method, path, body, parse, self.bootstrap_token)
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, parse: bool, token: str | None
+    ) -> Any:
+        headers = {"Accept": "application/json"}
         if token:
             headers[TOKEN_HEADER] = token
         data = None
@@ -110,28 +152,36 @@ class RelayClient:
             headers["Content-Type"] = "application/json"
         session = self._session_for_loop()
         short = path.split("?", 1)[0]
+        location = None
         try:
             async with session.request(
-                method, self.base_url + path, data=data, headers=headers
+                method,
+                URL(self.base_url + path, encoded=True),
+                data=data,
+                headers=headers,
+                allow_redirects=False,
             ) as r:
                 raw = await self._read_capped(r, method, short)
                 status = r.status
+                location = r.headers.get("Location")
         except TimeoutError:
             raise RelayTimeout(f"{method} {short}: timed out after {self.timeout:g}s") from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise RelayTransportError(f"{method} {short}: {_describe(exc)}") from None
-        if status == 401 and token is not None and token == self.runtime_token:
-            self.runtime_token = None
+        if 300 <= status < 400:
+            shown = repr(location)[:200] if location else "nowhere"
+            raise RelayHTTPError(method, short, status, f"redirect to {shown} not followed")
         if not 200 <= status < 300:
             raise RelayHTTPError(method, short, status, _error_detail(raw))
         if not parse:
             return None
         try:
             return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError) as exc:
             snippet = raw[:120].decode("utf-8", "replace")
+            reason = "nested too deep" if isinstance(exc, RecursionError) else "not JSON"
             raise RelayProtocolError(
-                f"{method} {short}: answer is not JSON ({len(raw)} bytes: {snippet!r})"
+                f"{method} {short}: answer is {reason} ({len(raw)} bytes: {snippet!r})"
             ) from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse, method: str, path: str) -> bytes:
@@ -148,7 +198,16 @@ class RelayClient:
         return b"".join(chunks)
 
 
+def _shape(value: object) -> str:
+    """What a rejected token looks like, without showing it."""
+    if not isinstance(value, str):
+        return type(value).__name__
+    return f"{len(value)} characters"
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ValueError):
+        return f"request not sent: aiohttp refused it ({type(exc).__name__})"
     text = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
         text = f"cannot connect: {exc.os_error.strerror or exc.os_error}"
@@ -158,7 +217,7 @@ def _describe(exc: BaseException) -> str:
 def _error_detail(raw: bytes) -> str:
     try:
         parsed = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return raw[:200].decode("utf-8", "replace").strip()
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
         return parsed["error"][:200]

@@ -4,13 +4,19 @@ A row moves `new` (seen, accept not yet confirmed) → `accepted` (relay confirm
 `running` (handler started) → `done` (outcome recorded; `reported` once the relay has it).
 SQLite runs on one dedicated thread so the event loop never waits on disk. WAL with
 synchronous=NORMAL: every commit survives a crash of hostd; a power cut may lose the last ones.
+
+Every failure (a full disk, an unwritable file) surfaces as a JournalError, shows in `health()`
+and is logged once per episode. A journal file deleted or replaced while open is noticed at the
+next operation; a deleted one is written again from the open database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -18,6 +24,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from hostd.relay.quiet import QuietLog
+
+log = logging.getLogger("hostd.journal")
 
 NEW, ACCEPTED, RUNNING, DONE = "new", "accepted", "running", "done"
 UNFINISHED = (NEW, ACCEPTED, RUNNING)
@@ -60,6 +70,10 @@ class Entry:
     updated_at: int
 
 
+class JournalError(Exception):
+    """The journal could not read or write; the message says why."""
+
+
 def params_digest(params: Any) -> str:
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -67,6 +81,19 @@ def params_digest(params: Any) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
@@ -89,18 +116,29 @@ class Journal:
         self.path = path
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hostd-journal")
         self._db: sqlite3.Connection | None = None
+        self._file_id: tuple[int, int] | None = None
+        self.failing = False
+        self.failures = 0
+        self.last_error: str | None = None
+        self._trouble = QuietLog(log, f"journal {path}")
+
+    def health(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": not self.failing, "failures": self.failures}
+        if self.last_error is not None:
+            body["lastError"] = self.last_error
+        return body
 
     async def open(self) -> None:
         await self._call(self._open)
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._call(self._db.close)
+            await self._call(self._db.close, check=False)
             self._db = None
         self._executor.shutdown(wait=True)
 
     async def get(self, command_id: str) -> Entry | None:
-        return await self._call(self._get, command_id)
+        return await self._call(self._get, command_id, reads_only=True)
 
     async def add(self, command_id: str, command_type: str, params: dict[str, Any]) -> Entry:
         """Record a newly seen command (phase `new`); an existing row is returned unchanged."""
@@ -179,20 +217,80 @@ class Journal:
             )
             return [_entry(row) for row in rows.fetchall()]
 
-        return await self._call(select)
+        return await self._call(select, reads_only=True)
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def _call(
+        self, fn: Callable[..., T], *args: Any, check: bool = True, reads_only: bool = False
+    ) -> T:
+        """Run `fn` on the journal thread; a failure marks the journal failing until a write
+        succeeds (reads keep working on a full disk, so they prove nothing)."""
+
+        def guarded() -> T:
+            if check:
+                self._check_file()
+            return fn(*args)
+
+        try:
+            value = await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+        except (sqlite3.Error, OSError) as exc:
+            self.failing = True
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self._trouble.problem(self.last_error, type(exc).__name__)
+            raise JournalError(self.last_error) from exc
+        if self.failing and not reads_only:
+            self.failing = False
+            self._trouble.resolved()
+        return value
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db = _connect(self.path)
         db.executescript(_SCHEMA)
         db.execute("PRAGMA user_version = 1")
         self._db = db
+        self._file_id = _file_id(self.path)
+
+    def _check_file(self) -> None:
+        if self._db is None or self._file_id is None:
+            return
+        try:
+            current: tuple[int, int] | None = _file_id(self.path)
+        except FileNotFoundError:
+            current = None
+        if current == self._file_id:
+            return
+        if current is not None:
+            raise OSError(f"{self.path} was replaced by another file while hostd runs")
+        try:
+            fresh = self._write_again()
+        except (OSError, sqlite3.Error) as exc:
+            message = f"{self.path} was deleted while hostd runs; cannot write it again: {exc}"
+            raise OSError(message) from exc
+        self.failures += 1
+        self.last_error = f"{self.path} was deleted while hostd runs; written again"
+        log.error(
+            "journal %s was deleted while hostd runs; written again from the open database",
+            self.path,
+        )
+        self._db.close()
+        self._db = fresh
+        self._file_id = _file_id(self.path)
+
+    def _write_again(self) -> sqlite3.Connection:
+        """Copy the open database to a new file at the journal's path and open that."""
+        assert self._db is not None
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        partial = self.path + ".restoring"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        copy = sqlite3.connect(partial)
+        try:
+            self._db.backup(copy)
+        finally:
+            copy.close()
+        os.replace(partial, self.path)
+        return _connect(self.path)
 
     def _db_or_fail(self) -> sqlite3.Connection:
         if self._db is None:

@@ -1,6 +1,7 @@
 """Registration and heartbeat: one task that keeps hostd known to the relay (relay-link.md §1, §2).
 
 The task never ends on its own and never raises for a relay failure; it is cancelled at shutdown.
+Should it fail anyway, its supervisor calls `crashed` and runs it again.
 `connected` is set while the relay accepts heartbeats; the command loop polls only then.
 """
 
@@ -83,6 +84,7 @@ class RelayLink:
         self.heartbeat_degraded = False
         self.last_heartbeat_ok_at: int | None = None
         self.last_error: str | None = None
+        self.restarts = 0
         self._link_down_since: float | None = None
 
     @property
@@ -94,6 +96,7 @@ class RelayLink:
             "connected": self.connected.is_set(),
             "degraded": self.heartbeat_degraded,
             "consecutiveHeartbeatFailures": self.heartbeat_failures,
+            "linkRestarts": self.restarts,
         }
         if self.last_heartbeat_ok_at is not None:
             body["lastHeartbeatOkAt"] = self.last_heartbeat_ok_at
@@ -180,17 +183,19 @@ class RelayLink:
         )
         async for attempt in retrying:
             with attempt:
-                await self._register_once()
+                await self.client.register(self.identity.register_body())
         self._registered()
 
-    async def _register_once(self) -> None:
-        used_runtime_token = self.client.runtime_token is not None
-        try:
-            await self.client.register(self.identity.register_body())
-        except RelayHTTPError as exc:
-            if exc.status != 401 or not used_runtime_token:
-                raise
-            await self.client.register(self.identity.register_body())
+    def crashed(self, exc: BaseException) -> None:
+        """The link task failed outside the relay rules; it is started again from registration."""
+        self.connected.clear()
+        self.registered = False
+        self.restarts += 1
+        self.heartbeat_degraded = True
+        self.last_error = f"relay link task failed: {type(exc).__name__}: {exc}"[:500]
+        if self._link_down_since is None:
+            self._link_down_since = time.monotonic()
+        self.on_status(f"degraded: {self.last_error}")
 
     def _register_failed(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

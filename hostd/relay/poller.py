@@ -1,7 +1,9 @@
 """The command loop (relay-link.md §3, §4): poll while connected, journal, run, report.
 
 A command is journaled before it is accepted and runs only after the relay confirmed `accepted`;
-each runs in its own task, so stopping the poll task never interrupts a command.
+each runs in its own task, so stopping the poll task never interrupts a command. One id runs once:
+an id already seen in the same poll, running, or finished is never started again. An outcome the
+journal cannot take is reported all the same and kept in memory until the journal takes it.
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from hostd.gitpool import GitPool
 from hostd.metrics import Metrics
 from hostd.relay import journal as j
 from hostd.relay.client import RelayClient, RelayError, RelayHTTPError, RelayTransportError
-from hostd.relay.journal import Entry, Journal
+from hostd.relay.journal import Entry, Journal, JournalError
 from hostd.relay.link import RelayLink
 from hostd.relay.locks import RepositoryLocks, Slots, repository_key
 from hostd.relay.quiet import QuietLog
 from hostd.relay.report import final_result, status_of, terminal_body
+from hostd.relay.supervisor import supervise
 
 log = logging.getLogger("hostd.commands")
 
 POLL_LIMIT = 50
 PATCH_RETRY_DELAYS = (0.1, 0.2)
+MAX_ID_CHARS = 200
+_UNSAFE_ID_CHARS = frozenset("/\\?#%")
 _REMEMBERED_PROBLEMS = 1000
 
 
@@ -49,15 +54,40 @@ class _InFlight:
     started: float | None = None
 
 
+@dataclass
+class _Outcome:
+    """A finished command's outcome the journal has not taken yet."""
+
+    status: str
+    result: dict[str, Any] | None
+    reported: bool
+
+
+def id_problem(raw: Any) -> str | None:
+    """Why `raw` cannot be a command id (it must be usable as one URL path segment), or None."""
+    if not isinstance(raw, str):
+        return f"id is not a string (got {type(raw).__name__})"
+    if not raw:
+        return "id is empty"
+    if raw in (".", ".."):
+        return "id is a dot segment"
+    if len(raw) > MAX_ID_CHARS:
+        return f"id is longer than {MAX_ID_CHARS} characters"
+    if not raw.isprintable() or any(c.isspace() for c in raw):
+        return "id holds control, surrogate or space characters"
+    if not _UNSAFE_ID_CHARS.isdisjoint(raw):
+        return "id holds characters that are not safe in a URL path (/ \\ ? # %)"
+    return None
+
+
 def parse_command(item: Any) -> tuple[Command | None, str | None, str | None]:
-    """(command, problem, id): a usable command, or what is wrong and the id if there is one."""
+    """(command, problem, id): a usable command, or what is wrong and the id if it is usable."""
     if not isinstance(item, dict):
         return None, f"not a JSON object (got {type(item).__name__})", None
     raw_id = item.get("id")
-    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        raw_id = str(raw_id)
-    if not isinstance(raw_id, str) or not raw_id.strip() or len(raw_id) > 200:
-        return None, "missing or invalid id", None
+    problem = id_problem(raw_id)
+    if problem is not None:
+        return None, f"invalid id: {problem}", None
     command_type = item.get("type")
     if not isinstance(command_type, str) or not command_type:
         return None, "missing or invalid type", raw_id
@@ -111,9 +141,12 @@ class CommandLoop:
         self._patch_trouble = QuietLog(log, "reporting command status to the relay failed")
         self._cycle_trouble = QuietLog(log, "command loop cycle failed; continuing")
         self._seen_problems: set[str] = set()
+        self._unjournaled: dict[str, _Outcome] = {}
 
     def start(self) -> None:
-        self._poll_task = asyncio.create_task(self._run(), name="hostd-command-poller")
+        self._poll_task = asyncio.create_task(
+            supervise("command poll loop", self._run), name="hostd-command-poller"
+        )
 
     async def stop_polling(self) -> None:
         """Stop taking commands; commands already running go on (see `drain`)."""
@@ -206,54 +239,21 @@ class CommandLoop:
                 f"taking the first {POLL_LIMIT}",
             )
             payload = payload[:POLL_LIMIT]
-        capacity = self._capacity()
         fresh: list[tuple[Command, Handler]] = []
         answers: list[tuple[str, str, dict[str, Any]]] = []
+        seen: set[str] = set()
         dispatched = False
         for item in payload:
-            command, problem, command_id = parse_command(item)
-            if command_id is not None and command_id in self._inflight:
-                continue
-            if command is None:
-                shown = f"command {command_id}" if command_id else repr(item)[:200]
+            try:
+                dispatched |= await self._consider(item, seen, fresh, answers)
+            except JournalError as exc:
+                log.debug("command skipped: the journal failed: %s", exc)
+            except Exception as exc:
+                log.debug("command skipped", exc_info=True)
                 self._note_once(
-                    f"bad:{shown}", f"relay sent a malformed command: {problem}: {shown}"
+                    f"skip:{type(exc).__name__}",
+                    f"a command of this poll was skipped: {type(exc).__name__}: {exc}",
                 )
-                if command_id is not None:
-                    answers.append((command_id, "?", {"error": f"malformed command: {problem}"}))
-                continue
-            target = item.get("target")
-            if isinstance(target, str) and target != self.agent_id:
-                self._note_once(
-                    f"target:{command.id}",
-                    f"relay sent command {command.id} for {target}, not {self.agent_id}; ignored",
-                )
-                continue
-            entry = await self.journal.get(command.id)
-            if entry is not None:
-                dispatched |= await self._resume(command, entry)
-                continue
-            handler = self.registry.get(command.type)
-            if handler is None:
-                self._note_once(
-                    f"type:{command.type}",
-                    f"unsupported command type {command.type!r} (command {command.id}); "
-                    "answering failed",
-                    logging.WARNING,
-                )
-                answers.append(
-                    (
-                        command.id,
-                        command.type,
-                        {"error": f"unsupported command type: {command.type}"},
-                    )
-                )
-                continue
-            if capacity <= 0:
-                continue
-            capacity -= 1
-            await self.journal.add(command.id, command.type, command.params)
-            fresh.append((command, handler))
         await asyncio.gather(*(self._answer(*answer) for answer in answers))
         deliveries = await asyncio.gather(
             *(self._patch(command.id, {"status": "accepted"}) for command, _ in fresh)
@@ -262,16 +262,68 @@ class CommandLoop:
             dispatched |= await self._accepted(command, handler, delivery)
         return dispatched
 
+    async def _consider(
+        self,
+        item: Any,
+        seen: set[str],
+        fresh: list[tuple[Command, Handler]],
+        answers: list[tuple[str, str, dict[str, Any]]],
+    ) -> bool:
+        """Sort one polled item: answer it, resume it, queue it for `accepted`, or skip it."""
+        command, problem, command_id = parse_command(item)
+        if command_id is not None:
+            if command_id in seen or command_id in self._inflight:
+                return False
+            seen.add(command_id)
+        if command is None:
+            shown = f"command {command_id}" if command_id else repr(item)[:200]
+            self._note_once(f"bad:{shown}", f"relay sent a malformed command: {problem}: {shown}")
+            if command_id is not None:
+                answers.append((command_id, "?", {"error": f"malformed command: {problem}"}))
+            return False
+        target = item.get("target")
+        if isinstance(target, str) and target != self.agent_id:
+            self._note_once(
+                f"target:{command.id}",
+                f"relay sent command {command.id} for {target!r}, not {self.agent_id}; ignored",
+            )
+            return False
+        if command.id in self._unjournaled:
+            await self._flush_outcome(command.id)
+            return False
+        entry = await self.journal.get(command.id)
+        if entry is not None:
+            return await self._resume(command, entry)
+        handler = self.registry.get(command.type)
+        if handler is None:
+            self._note_once(
+                f"type:{command.type}",
+                f"unsupported command type {command.type!r} (command {command.id}); "
+                "answering failed",
+                logging.WARNING,
+            )
+            answers.append(
+                (command.id, command.type, {"error": f"unsupported command type: {command.type}"})
+            )
+            return False
+        if self._capacity() - len(fresh) <= 0:
+            return False
+        await self.journal.add(command.id, command.type, command.params)
+        fresh.append((command, handler))
+        return False
+
     async def _accepted(self, command: Command, handler: Handler, delivery: Delivery) -> bool:
         if delivery is Delivery.REFUSED:
-            await self.journal.forget(command.id)
+            with contextlib.suppress(JournalError):
+                await self.journal.forget(command.id)
             return False
         if delivery is Delivery.UNREACHABLE:
             log.info(
                 "command %s: accept not confirmed by the relay; retried next cycle", command.id
             )
             return False
-        await self.journal.set_phase(command.id, j.ACCEPTED)
+        with contextlib.suppress(JournalError):
+            await self.journal.set_phase(command.id, j.ACCEPTED)
         log.info("command %s (%s) accepted", command.id, command.type)
         await self._spawn(command, handler, None)
         return True
@@ -302,8 +354,7 @@ class CommandLoop:
         if handler is None:
             log.error("command %s: journaled type %s has no handler any more", entry.id, entry.type)
             result = final_result({"error": f"unsupported command type: {entry.type}"})
-            await self.journal.record_outcome(entry.id, j.FAILED, result)
-            await self._report(entry.id, j.FAILED, result)
+            await self._settle(entry.id, _Outcome(j.FAILED, result, reported=False))
             return False
         if entry.phase == j.RUNNING:
             log.warning(
@@ -323,21 +374,29 @@ class CommandLoop:
                 await self._resume(Command(entry.id, entry.type, entry.params), entry)
 
     async def _report_unreported(self) -> None:
-        for entry in await self.journal.unreported():
-            if entry.id not in self._inflight:
+        for command_id in [c for c in self._unjournaled if c not in self._inflight]:
+            await self._flush_outcome(command_id)
+        try:
+            entries = await self.journal.unreported()
+        except JournalError:
+            return
+        for entry in entries:
+            if entry.id not in self._inflight and entry.id not in self._unjournaled:
                 await self._report(entry.id, entry.status or j.FAILED, entry.result)
 
     async def _spawn(self, command: Command, handler: Handler, recovering: Entry | None) -> None:
         """Start the command's task; the repository is resolved first, in poll order, so commands
         on one repository take its lock in the order the relay sent them."""
+        if command.id in self._inflight:
+            return
+        record = _InFlight(command)
+        self._inflight[command.id] = record
         try:
             paths = handler.lock_paths(command.params)
             key = await asyncio.to_thread(repository_key, paths, self.config.base_dir)
         except Exception:
             log.exception("command %s: cannot resolve its repository; running unlocked", command.id)
             key = None
-        record = _InFlight(command)
-        self._inflight[command.id] = record
         record.task = asyncio.create_task(
             self._execute(record, handler, key, recovering), name=f"hostd-command-{command.id}"
         )
@@ -367,26 +426,26 @@ class CommandLoop:
             if recovering is not None:
                 result = await self._call(handler.recover(command, recovering, ctx), command)
             else:
-                await self.journal.set_phase(command.id, j.RUNNING)
+                if not await self._journal_start(command.id):
+                    return
                 delivery = await self._patch(command.id, {"status": "running"})
                 if delivery is Delivery.REFUSED:
                     log.warning("command %s: relay refused `running`; not run", command.id)
-                    await self.journal.record_outcome(command.id, j.SETTLED, None, reported=True)
+                    await self._settle(command.id, _Outcome(j.SETTLED, None, reported=True))
                     return
                 result = await self._call(handler.run(command, ctx), command)
             elapsed = time.monotonic() - record.started
-            if result is None:
-                await self.journal.record_outcome(command.id, j.SETTLED, None, reported=True)
-                log.info(
-                    "command %s (%s) finished in %.1fs; the relay settles it",
-                    command.id,
-                    command.type,
-                    elapsed,
-                )
-                return
-            result = final_result(result)
-            status = status_of(result)
-            await self.journal.record_outcome(command.id, status, result)
+        if result is None:
+            log.info(
+                "command %s (%s) finished in %.1fs; the relay settles it",
+                command.id,
+                command.type,
+                elapsed,
+            )
+            await self._settle(command.id, _Outcome(j.SETTLED, None, reported=True))
+            return
+        result = final_result(result)
+        status = status_of(result)
         if self.metrics is not None:
             self.metrics.commands.labels(command.type, status).inc()
         if status == j.FAILED:
@@ -399,7 +458,48 @@ class CommandLoop:
             )
         else:
             log.info("command %s (%s) succeeded in %.1fs", command.id, command.type, elapsed)
-        await self._report(command.id, status, result)
+        await self._settle(command.id, _Outcome(status, result, reported=False))
+
+    async def _journal_start(self, command_id: str) -> bool:
+        """Journal that the command starts, waiting while the journal fails: a start the journal
+        does not hold could run again after a restart. False when hostd stops first (the journal
+        still says `accepted`, so the command runs at the next start)."""
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await self.journal.set_phase(command_id, j.RUNNING)
+            except JournalError:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
+            else:
+                return True
+        return False
+
+    async def _settle(self, command_id: str, outcome: _Outcome) -> None:
+        """Journal the outcome, then report it. The journal failing never holds the report back:
+        what the journal refuses stays in memory and is written on a later cycle."""
+        self._unjournaled[command_id] = outcome
+        await self._flush_outcome(command_id)
+
+    async def _flush_outcome(self, command_id: str) -> None:
+        outcome = self._unjournaled[command_id]
+        journaled = await self._record(command_id, outcome)
+        if not outcome.reported:
+            delivery = await self._patch(command_id, terminal_body(outcome.status, outcome.result))
+            outcome.reported = delivery is not Delivery.UNREACHABLE
+            if outcome.reported:
+                journaled = await self._record(command_id, outcome)
+        if journaled:
+            self._unjournaled.pop(command_id, None)
+
+    async def _record(self, command_id: str, outcome: _Outcome) -> bool:
+        try:
+            await self.journal.record_outcome(
+                command_id, outcome.status, outcome.result, reported=outcome.reported
+            )
+        except JournalError:
+            return False
+        return True
 
     async def _call(self, work: Any, command: Command) -> Result:
         try:
@@ -423,7 +523,8 @@ class CommandLoop:
     async def _report(self, command_id: str, status: str, result: dict[str, Any] | None) -> None:
         delivery = await self._patch(command_id, terminal_body(status, result))
         if delivery is not Delivery.UNREACHABLE:
-            await self.journal.mark_reported(command_id)
+            with contextlib.suppress(JournalError):
+                await self.journal.mark_reported(command_id)
 
     async def _patch(self, command_id: str, body: dict[str, Any]) -> Delivery:
         delays = self.patch_retry_delays
@@ -445,8 +546,10 @@ class CommandLoop:
             if exc.retriable:
                 self._patch_failed(command_id, body, exc)
                 return Delivery.UNREACHABLE
-            log.warning(
-                "relay refused status %s of command %s: %s", body["status"], command_id, exc
+            self._note_once(
+                f"refused:{body['status']}:{command_id}",
+                f"relay refused status {body['status']} of command {command_id}: {exc}",
+                logging.WARNING,
             )
             return Delivery.REFUSED
         except RelayError as exc:
