@@ -88,6 +88,9 @@ class WorkspacesConfig:
     root: str | None = None
     pr_auto_merge: str = _choice("on-green", "on-green", "off")
     keep_status: bool = True
+    max_watches: int = 0
+    diff_max_file_mb: int = 32
+    worker_memory_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,9 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("commands.max_concurrent: must be at least 1")
     if cfg.api.request_timeout <= 0:
         raise ConfigError("api.request_timeout: must be above zero")
+    for key in ("max_watches", "diff_max_file_mb", "worker_memory_mb"):
+        if getattr(cfg.workspaces, key) < 0:
+            raise ConfigError(f"workspaces.{key}: must not be negative")
     for key in ("heartbeat_interval", "poll_interval", "request_timeout"):
         if getattr(cfg.relay, key) <= 0:
             raise ConfigError(f"relay.{key}: must be above zero")

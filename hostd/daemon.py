@@ -91,7 +91,11 @@ class Daemon:
                 on_status=self.notifier.status,
             )
             self.journal = Journal(os.path.join(config.state_dir, JOURNAL_FILE))
-            self.command_pool = GitPool(COMMAND_WORKERS, writes=True)
+            self.command_pool = GitPool(
+                COMMAND_WORKERS,
+                writes=True,
+                memory_limit=config.workspaces.worker_memory_mb * 2**20,
+            )
             self.commands = CommandLoop(
                 config,
                 self.client,

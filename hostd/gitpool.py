@@ -1,29 +1,52 @@
 """Worker processes for git queries.
 
 pygit2 holds the GIL through whole libgit2 calls (status, index loads), so git work in threads
-stalls the event loop; in worker processes it cannot. Workers are recycled after a number of
-tasks, which also bounds what libgit2 and pygit2 caches and leaks can hold.
+stalls the event loop; in worker processes it cannot. Each worker is one process running one
+task at a time; a task waits for a free worker, never in a busy worker's queue. When every
+worker is busy, extra workers (one task each) start, up to as many again. A task abandoned
+while it runs (its request past its deadline) ends its process, which is replaced at once.
+Workers are recycled after a number of tasks, which also bounds what libgit2 and pygit2 caches
+and leaks can hold, and each has an address-space limit: running out of memory ends only that
+task and that process.
+
+The workers come from multiprocessing's fork server, started without the current directory on
+`sys.path` (`python -c` would put it first), so they import what the daemon imports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import multiprocessing
+import os
+import resource
 import signal
+import sys
+import time
 import zlib
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("hostd.gitpool")
 
 TASKS_PER_WORKER = 200
 OBJECT_CACHE_BYTES = 64 * 2**20
+# A worker that failed to start is not started again before this.
+RESTART_DELAY = 10.0
 
 
 def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
+    from hostd.lifeline import exit_with_parent
+
+    exit_with_parent()
+
     import pygit2
 
     from hostd.git.status import keep_counts
@@ -39,52 +62,217 @@ def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
     keep_counts(keep_status)
 
 
-class _Worker:
-    """One worker process, replaced after a number of tasks or when it dies."""
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What each worker process is started with."""
 
-    def __init__(
-        self,
-        context: multiprocessing.context.BaseContext,
-        tasks_per_worker: int,
-        keep_status: bool,
-        writes: bool,
-    ) -> None:
-        self._context = context
-        self._tasks_per_worker = tasks_per_worker
-        self._initargs = (keep_status, writes)
-        self.executor = self._new_executor()
-        self.submitted = 0
-        self.in_flight = 0
+    keep_status: bool = False
+    writes: bool = False
+    # Address-space limit in bytes; 0 is none.
+    memory_limit: int = 0
+    # inotify watches this worker's status cache may hold; None is no limit of hostd's own.
+    watch_budget: int | None = None
+    # Environment variables as they were before the fork server was started.
+    environ: dict[str, str | None] = field(default_factory=dict)
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        # Not max_tasks_per_child: on Python 3.11 the pool stops spawning after a worker retires.
-        return ProcessPoolExecutor(
-            1,
-            mp_context=self._context,
-            initializer=_worker_init,
-            initargs=self._initargs,
+
+class WorkerFailed(Exception):
+    """The git work could not be done: no worker could start, or the worker ended during it."""
+
+
+_start_error: str | None = None
+
+
+def _start_worker(settings: WorkerSettings) -> None:
+    """The initializer of every worker: a failure is kept for `_ready` to report."""
+    global _start_error
+    _set_environ(settings.environ)
+    try:
+        _worker_init(settings.keep_status, settings.writes)
+        _limit_memory(settings.memory_limit)
+        _limit_watches(settings.watch_budget)
+    except Exception as exc:  # reported by _ready, with its reason, once per failure
+        _start_error = f"{type(exc).__name__}: {exc}"
+
+
+def _limit_memory(limit: int) -> None:
+    if not limit:
+        return
+    import pygit2
+
+    used = _address_space()
+    if used >= limit:
+        raise MemoryError(
+            f"the memory limit ({limit // 2**20} MB) is below what a worker uses at start "
+            f"({used // 2**20} MB)"
         )
+    # libgit2 maps pack files in windows; keep them to a share of the limit.
+    pygit2.settings.mwindow_mapped_limit = max(limit // 4, 32 * 2**20)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
-    def replace(self, cancel: bool) -> None:
-        """Start a fresh process; the old one finishes its queue (unless cancelled) and exits."""
-        old, self.executor, self.submitted = self.executor, self._new_executor(), 0
-        old.shutdown(wait=False, cancel_futures=cancel)
+
+def _address_space() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _limit_watches(budget: int | None) -> None:
+    from hostd.git.status import limit_watches
+
+    limit_watches(budget)
+
+
+def _ready() -> tuple[int, str]:
+    """Run first in every worker: its pid, and where it imported hostd from."""
+    if _start_error is not None:
+        raise WorkerFailed(_start_error)
+    import hostd
+
+    return os.getpid(), os.path.realpath(hostd.__file__)
+
+
+@contextlib.contextmanager
+def _forkserver_environment() -> Iterator[dict[str, str | None]]:
+    """The environment a fork server starts in: no current directory on its `sys.path`, and
+    the folder hostd was imported from when that is the one Python put first (`python -m`
+    from a source tree). Yields the values to restore in the workers."""
+    import hostd
+
+    saved = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    root = os.path.dirname(os.path.dirname(os.path.realpath(hostd.__file__)))
+    first = os.path.realpath(sys.path[0] or os.curdir) if sys.path else ""
+    os.environ["PYTHONSAFEPATH"] = "1"
+    if root == first:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, saved["PYTHONPATH"]]))
+    try:
+        yield saved
+    finally:
+        _set_environ(saved)
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    """Set environment variables; None removes one."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["hostd.queries"])
+    return context
+
+
+class _Worker:
+    """One worker process and the executor that feeds it, one task at a time."""
+
+    def __init__(self, pool: GitPool, settings: WorkerSettings, one_task: bool = False) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.one_task = one_task
+        self.executor: ProcessPoolExecutor | None = None
+        self.pid: int | None = None
+        self.tasks = 0
+        self.busy = False
+        self.failed_at: float | None = None
+        # A task abandoned by its caller that a writing worker still runs.
+        self.abandoned: Future[Any] | None = None
+        self._ready: asyncio.Future[tuple[int, str]] | None = None
+
+    def start(self) -> None:
+        """Start a fresh process; a previous one exits once its task (if any) is done."""
+        self.stop()
+        with _forkserver_environment() as saved:
+            # Starts the fork server too, the first time or after it died.
+            multiprocessing.forkserver.ensure_running()
+            settings = replace(self.settings, environ=saved)
+            executor = ProcessPoolExecutor(
+                1, mp_context=self.pool.context, initializer=_start_worker, initargs=(settings,)
+            )
+            started = executor.submit(_ready)
+        self.executor, self.tasks, self.pid = executor, 0, None
+        self._ready = asyncio.wrap_future(started)
+        self._ready.add_done_callback(functools.partial(self._on_ready, executor))
+
+    def _on_ready(self, executor: ProcessPoolExecutor, ready: asyncio.Future[Any]) -> None:
+        if executor is not self.executor:
+            return
+        if ready.cancelled():
+            return
+        exc = ready.exception()
+        if exc is None:
+            self.pid, origin = ready.result()
+            self.failed_at = None
+            self.pool.worker_ready(origin)
+            return
+        self.failed_at = time.monotonic()
+        if isinstance(exc, BrokenProcessPool):
+            reason = "a git worker exited while starting (its error is logged above)"
+        else:
+            reason = f"a git worker cannot start: {exc}"
+        self.pool.worker_failed(reason)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.executor is None:
+            return
+        if kill and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor, self.pid, self._ready = None, None, None
+
+    async def _until_ready(self) -> None:
+        if self.failed_at is not None and time.monotonic() - self.failed_at < RESTART_DELAY:
+            raise WorkerFailed(self.pool.failure or "git workers cannot start")
+        if self.executor is None or self.failed_at is not None:
+            self.start()
+        assert self._ready is not None
+        try:
+            await asyncio.shield(self._ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise WorkerFailed(self.pool.failure or str(exc)) from exc
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.submitted >= self._tasks_per_worker:
-            self.replace(cancel=False)
-        self.submitted += 1
-        self.in_flight += 1
+        await self._until_ready()
         executor = self.executor
+        assert executor is not None
+        job: Future[T] = executor.submit(fn, *args)
+        self.tasks += 1
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, functools.partial(fn, *args))
-        except BrokenProcessPool:
-            if executor is self.executor:
-                self.replace(cancel=True)
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if job.done():
+                raise
+            if self.settings.writes:  # never ended midway; busy until it is done
+                self.abandoned = job
+            else:
+                self._restart(executor, kill=True)
             raise
+        except BrokenProcessPool as exc:
+            self._restart(executor)
+            raise WorkerFailed("the git worker ended during the work") from exc
+        except MemoryError as exc:
+            self._restart(executor)
+            limit = self.settings.memory_limit // 2**20
+            raise WorkerFailed(f"the git work ran out of memory (limit {limit} MB)") from exc
         finally:
-            self.in_flight -= 1
+            if self.executor is executor and self.tasks >= self.pool.tasks_per_worker:
+                self._restart(executor)
+
+    def _restart(self, executor: ProcessPoolExecutor, kill: bool = False) -> None:
+        if executor is not self.executor:
+            return
+        self.stop(kill)
+        if not self.one_task:
+            self.start()
 
 
 class GitPool:
@@ -97,27 +285,123 @@ class GitPool:
         tasks_per_worker: int = TASKS_PER_WORKER,
         keep_status: bool = False,
         writes: bool = False,
+        memory_limit: int = 0,
+        watch_budget: int | None = None,
     ) -> None:
         """`keep_status`: workers keep status counts until inotify reports a change.
         `writes`: the workers write to repositories (commands), so libgit2 checks that every
-        object a new tree or commit names exists."""
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["hostd.queries"])
-        self._workers = [
-            _Worker(context, tasks_per_worker, keep_status, writes) for _ in range(workers)
-        ]
+        object a new tree or commit names exists, and a task is never ended in the middle.
+        `memory_limit`: each worker's address space in bytes (0: none). `watch_budget`: the
+        inotify watches all workers together may hold, shared equally."""
+        self.context = _context()
+        self.tasks_per_worker = tasks_per_worker
+        self.writes = writes
+        share = None if watch_budget is None else watch_budget // max(workers, 1)
+        settings = WorkerSettings(keep_status, writes, memory_limit, share)
+        self._workers = [_Worker(self, settings) for _ in range(workers)]
+        # Extra workers run one task each; they do not keep status (no watches).
+        self._extra_settings = replace(settings, keep_status=False, watch_budget=0)
+        self._extra: set[_Worker] = set()
+        self._waiting: deque[asyncio.Future[_Worker]] = deque()
+        self._origin = ""
+        self.failure: str | None = None
 
-    def _pick(self, key: str) -> _Worker:
-        preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]
-        if preferred.in_flight == 0:
-            return preferred
-        idlest = min(self._workers, key=lambda worker: worker.in_flight)
-        return idlest if idlest.in_flight < preferred.in_flight else preferred
+    def start(self) -> None:
+        """Start every worker now rather than at its first task."""
+        for worker in self._workers:
+            if worker.executor is None:
+                worker.start()
 
     async def run(self, fn: Callable[..., T], *args: Any, key: str = "") -> T:
-        """Run `fn(*args)` in a worker; `key` (e.g. the repository path) chooses the worker."""
-        return await self._pick(key).run(fn, *args)
+        """Run `fn(*args)` in a worker; `key` (e.g. the repository path) chooses the worker.
+        Raises WorkerFailed when no worker could do it."""
+        worker = await self._acquire(key)
+        try:
+            return await worker.run(fn, *args)
+        finally:
+            if worker.abandoned is None:
+                self._release(worker)
+            else:
+                loop = asyncio.get_running_loop()
+                worker.abandoned.add_done_callback(
+                    lambda _: loop.call_soon_threadsafe(self._finish_abandoned, worker)
+                )
+
+    def _finish_abandoned(self, worker: _Worker) -> None:
+        worker.abandoned = None
+        self._release(worker)
+
+    async def _acquire(self, key: str) -> _Worker:
+        idle = [worker for worker in self._workers if not worker.busy]
+        preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]
+        if idle:
+            worker = preferred if not preferred.busy else idle[0]
+        elif len(self._extra) < len(self._workers):
+            worker = _Worker(self, self._extra_settings, one_task=True)
+            self._extra.add(worker)
+        else:
+            waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                return await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release(waiter.result())
+                else:
+                    self._waiting.remove(waiter)
+                raise
+        worker.busy = True
+        return worker
+
+    def _release(self, worker: _Worker) -> None:
+        if worker.one_task:
+            worker.stop()
+            self._extra.discard(worker)
+            return
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        worker.busy = False
+
+    def worker_ready(self, origin: str) -> None:
+        import hostd
+
+        expected = os.path.realpath(hostd.__file__)
+        if origin != expected:
+            self.worker_failed(f"git workers import hostd from {origin}, hostd from {expected}")
+            return
+        if self.failure is not None and not any(w.failed_at for w in self._workers):
+            log.info("git workers are available again")
+            self.failure = None
+
+    def worker_failed(self, reason: str) -> None:
+        if reason != self.failure:
+            log.error("git workers unavailable: %s", reason)
+        self.failure = reason
+
+    def health(self) -> dict[str, Any]:
+        """`{degraded, workers, busy, extra, error?}` for `/api/health`; a worker that failed to
+        start is tried again (once its delay has passed), so health shows a recovery."""
+        for worker in self._workers:
+            failed_at = worker.failed_at
+            if failed_at is not None and time.monotonic() - failed_at >= RESTART_DELAY:
+                worker.failed_at = time.monotonic()  # one attempt per delay
+                worker.start()
+        body: dict[str, Any] = {
+            "degraded": self.failure is not None,
+            "workers": len(self._workers),
+            "busy": sum(worker.busy for worker in self._workers),
+            "extra": len(self._extra),
+        }
+        if self.failure is not None:
+            body["error"] = self.failure
+        return body
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in (*self._workers, *self._extra) if w.pid is not None]
 
     def shutdown(self) -> None:
-        for worker in self._workers:
-            worker.executor.shutdown(wait=False, cancel_futures=True)
+        for worker in (*self._workers, *self._extra):
+            worker.stop()

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from hostd.git.diff import workspace_diff
+from hostd.git.diff import MAX_FILE, workspace_diff
 from hostd.git.discover import Workspace, open_workspace, probe
 from hostd.git.errors import GitError
 from hostd.git.preview import merge_preview
@@ -42,12 +42,17 @@ def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | N
 
 
 def diff_body(
-    path: str, base_dir: str, base_ref: str | None, base_sha: str | None, patch: bool = True
+    path: str,
+    base_dir: str,
+    base_ref: str | None,
+    base_sha: str | None,
+    patch: bool = True,
+    max_file: int = MAX_FILE,
 ) -> Body:
     return _query(
         path,
         base_dir,
-        lambda ws: workspace_diff(ws, base_ref, base_sha, include_patch=patch),
+        lambda ws: workspace_diff(ws, base_ref, base_sha, include_patch=patch, max_file=max_file),
         lambda: {"files": []},
     )
 

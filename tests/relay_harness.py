@@ -7,6 +7,7 @@ killed at teardown). Waits are on conditions with deadlines, never on fixed slee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import psutil
 import pytest
 import yaml
 from aiohttp import web
@@ -137,6 +139,8 @@ class Hostd:
             "commands": {"drain_timeout": "20s"},
         }
         self.env: dict[str, str] = {"HOSTD_TEST_HANDLERS": "1"}
+        self.argv: list[str] = [sys.executable, "-m", "hostd"]
+        self.cwd: Path | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         self._reader: asyncio.Task[None] | None = None
@@ -153,9 +157,7 @@ class Hostd:
         env.update(self.env)
         self.lines = []
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hostd",
+            *self.argv,
             "run",
             "--config",
             str(path),
@@ -163,6 +165,7 @@ class Hostd:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env,
+            cwd=self.cwd,
         )
         self._reader = asyncio.create_task(self._read(self.proc))
         await wait_until(self.health, 15, "hostd API up")
@@ -214,7 +217,15 @@ class Hostd:
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
+            # Its git workers and their fork server hold its stderr open until they end too.
+            try:
+                descendants = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                descendants = []
             self.proc.kill()
+            for child in descendants:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             await self.proc.wait()
         if self._reader is not None:
             self._reader.cancel()

@@ -35,3 +35,32 @@ def test_quick_benchmark_prints_every_row(tmp_path: Path) -> None:
     for row in ROWS:
         assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row
     assert "hostd answered with errors" not in result.stdout
+
+
+def test_big_diff_benchmark_prints_every_row(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "big_diff.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--sizes-mb",
+            "2",
+            "--text-mb",
+            "2",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in [
+        "diff of a 2 MB file, default limit (+",
+        "diff of a 2 MB file, limit raised (+",
+        "first probe 0 s after the API answers",
+        "first probe 1 s after the API answers",
+        "median of the next 20 probes",
+    ]:
+        assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
+import psutil
 import pytest
 
-from hostd.gitpool import GitPool
+from hostd.gitpool import GitPool, WorkerFailed
+from tests.relay_harness import wait_until
 
 
 async def test_work_runs_in_another_process_and_survives_a_crash() -> None:
@@ -17,7 +19,7 @@ async def test_work_runs_in_another_process_and_survives_a_crash() -> None:
     try:
         worker_pid = await pool.run(os.getpid)
         assert worker_pid != os.getpid()
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(WorkerFailed):
             await pool.run(os._exit, 3)
         assert await pool.run(os.getpid) not in (os.getpid(), worker_pid)
     finally:
@@ -45,5 +47,87 @@ async def test_workers_are_recycled_and_keep_answering() -> None:
         pids = [await pool.run(os.getpid) for _ in range(10)]
         assert len(set(pids)) >= 3
         assert all(pid != os.getpid() for pid in pids)
+    finally:
+        pool.shutdown()
+
+
+async def test_workers_start_before_the_first_task() -> None:
+    pool = GitPool(2)
+    try:
+        pool.start()
+        pids = await wait_until(lambda: len(pool.pids()) == 2 and pool.pids(), what="started")
+        assert os.getpid() not in pids
+        assert await pool.run(os.getpid, key="/base/repo") in pids
+    finally:
+        pool.shutdown()
+
+
+async def test_an_abandoned_task_ends_its_worker_and_frees_it() -> None:
+    pool = GitPool(1)
+    try:
+        first = await pool.run(os.getpid)
+        stuck = asyncio.create_task(pool.run(time.sleep, 600))
+        await wait_until(lambda: pool.health()["busy"] == 1, what="busy")
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        await wait_until(lambda: not psutil.pid_exists(first), what="worker ended")
+        assert pool.health()["busy"] == 0
+        assert await pool.run(os.getpid) not in (first, os.getpid())
+    finally:
+        pool.shutdown()
+
+
+async def test_a_writing_worker_is_not_ended_and_stays_busy_until_done(tmp_path: Path) -> None:
+    pool = GitPool(1, writes=True)
+    gate = tmp_path / "gate"
+    try:
+        first = await pool.run(os.getpid)
+        task = asyncio.create_task(pool.run(_wait_for_file, str(gate)))
+        await wait_until(lambda: pool.health()["busy"] == 1, what="busy")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.health()["busy"] == 1
+        gate.touch()
+        await wait_until(lambda: pool.health()["busy"] == 0, what="done")
+        assert await pool.run(os.getpid) == first
+    finally:
+        pool.shutdown()
+
+
+def _wait_for_file(path: str) -> None:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+
+async def test_a_cheap_task_does_not_wait_behind_busy_workers() -> None:
+    pool = GitPool(1)
+    try:
+        busy_pid = await pool.run(os.getpid)
+        slow = asyncio.create_task(pool.run(time.sleep, 600))
+        await wait_until(lambda: pool.health()["busy"] == 1, what="busy")
+        assert await pool.run(os.getpid) not in (busy_pid, os.getpid())
+        assert not slow.done()
+        await wait_until(lambda: pool.health()["extra"] == 0, what="extra worker gone")
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+    finally:
+        pool.shutdown()
+
+
+async def test_running_out_of_memory_ends_only_that_worker() -> None:
+    pool = GitPool(2, memory_limit=1024 * 2**20)
+    try:
+        pool.start()
+        await wait_until(lambda: len(pool.pids()) == 2, what="started")
+        before = set(pool.pids())
+        with pytest.raises(WorkerFailed, match="ran out of memory"):
+            await pool.run(bytearray, 2 * 1024 * 2**20, key="a")
+        await wait_until(lambda: len(pool.pids()) == 2, what="replaced")
+        assert len(before & set(pool.pids())) == 1
+        assert await pool.run(len, b"still works", key="a") == 11
+        assert pool.health()["degraded"] is False
     finally:
         pool.shutdown()

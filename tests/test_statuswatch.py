@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostd.git.status import Tally, retally, tally
-from hostd.git.statuswatch import LOCAL_FILESYSTEMS, StatusWatch, filesystem_type
+from hostd.git.statuswatch import LOCAL_FILESYSTEMS, StatusWatch, filesystem_type, watch_budget
 from tests.gitrepo import Repo, git, init_repo
 
 
@@ -259,6 +259,32 @@ def test_too_many_folders_are_counted_every_time(tree: Repo) -> None:
         assert small.watch_count == 0
     finally:
         small.close()
+
+
+def test_worktrees_past_the_watch_budget_are_counted_every_time(tree: Repo, base_dir: Path) -> None:
+    small = init_repo(base_dir / "small")
+    budget = StatusWatch(max_watches=4)
+    try:
+        assert check(budget, small) == 1
+        held = budget.watch_count
+        assert 0 < held <= 4
+        counted = Counted()
+        for _ in range(2):
+            assert check(budget, tree, counted) == 1
+        assert budget.watch_count == held
+        tree.write("src/app/main.py", "print(2)\n")
+        small.write("new.txt", "untracked\n")
+        assert check(budget, tree) == 1
+        assert check(budget, small) == 1
+        assert check(budget, small) == 0
+    finally:
+        budget.close()
+
+
+def test_the_default_watch_budget_is_a_quarter_of_the_user_limit() -> None:
+    user_limit = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    assert watch_budget(0) == user_limit // 4
+    assert watch_budget(100) == 100
 
 
 def test_least_recent_worktrees_are_unwatched(base_dir: Path) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from hostd.api import handlers, middleware
 from hostd.config import Config
+from hostd.git.statuswatch import watch_budget
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
@@ -52,7 +53,14 @@ def create_app(
         app.router.add_get(path, handler, allow_head=False)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        pool = GitPool(GIT_WORKERS, keep_status=config.workspaces.keep_status)
+        workspaces = config.workspaces
+        pool = GitPool(
+            GIT_WORKERS,
+            keep_status=workspaces.keep_status,
+            memory_limit=workspaces.worker_memory_mb * 2**20,
+            watch_budget=watch_budget(workspaces.max_watches),
+        )
+        pool.start()
         app[handlers.pool_key] = pool
         lag = asyncio.create_task(_measure_loop_lag(metrics))
         yield

@@ -16,7 +16,7 @@ from hostd.api.openapi import openapi_document
 from hostd.config import Config
 from hostd.git.errors import PathError
 from hostd.git.paths import check_request_path
-from hostd.gitpool import GitPool
+from hostd.gitpool import GitPool, WorkerFailed
 from hostd.health import LinkStatus
 from hostd.metrics import CONTENT_TYPE_LATEST, Metrics
 
@@ -47,7 +47,10 @@ async def _workspace_query(
         path = check_request_path(request.query.get("path"), base_dir)
     except PathError as exc:
         return error(400, str(exc))
-    body = await request.app[pool_key].run(fn, path, base_dir, *extra, key=path)
+    try:
+        body = await request.app[pool_key].run(fn, path, base_dir, *extra, key=path)
+    except WorkerFailed as exc:
+        return error(503, str(exc))
     return web.json_response(body)
 
 
@@ -68,6 +71,7 @@ async def diff(request: web.Request) -> web.Response:
         _param(request, "baseRef"),
         _param(request, "baseSha"),
         request.query.get("patch") != "0",
+        request.app[config_key].workspaces.diff_max_file_mb * 2**20,
     )
 
 
@@ -91,6 +95,9 @@ async def health(request: web.Request) -> web.Response:
         "version": SEMVER,
     }
     body.update(request.app[link_key].health())
+    workers = request.app[pool_key].health()
+    body["gitWorkers"] = workers
+    body["degraded"] = body["degraded"] or workers["degraded"]
     body["uptimeS"] = round(time.monotonic() - request.app[started_key], 3)
     return web.json_response(body)
 

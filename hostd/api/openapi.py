@@ -165,6 +165,16 @@ _HEALTH = _obj(
                 "running": _array(_obj({"id": _STR, "type": _STR, "forMs": _INT})),
             }
         ),
+        "gitWorkers": _obj(
+            {
+                "degraded": _BOOL,
+                "workers": _INT,
+                "busy": _INT,
+                "extra": _INT,
+                "error": _STR,
+            },
+            ("degraded", "workers", "busy", "extra"),
+        ),
         "uptimeS": {"type": "number"},
     },
     (
@@ -177,6 +187,7 @@ _HEALTH = _obj(
         "relay",
         "registration",
         "commandLoop",
+        "gitWorkers",
         "uptimeS",
     ),
 )
@@ -208,6 +219,7 @@ def _workspace_op(summary: str, params: list[dict[str, Any]], body: dict[str, An
                 "200": _json("Result; git problems are reported in `error`.", body),
                 "400": _json("Bad path parameter.", _ERROR),
                 "401": _json("Missing or wrong token.", _ERROR),
+                "503": _json("No git worker could do the work.", _ERROR),
                 "504": _json("The request deadline passed.", _ERROR),
             },
         }

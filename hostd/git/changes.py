@@ -26,6 +26,7 @@ class Change:
     old: File | None = None
     new: File | None = None
     score: int = 0
+    delta: pygit2.DiffDelta | None = None
 
 
 def delta_sides(
@@ -45,7 +46,7 @@ def list_changes(
     worktree = head_tree is not None
     changes = []
     for i, delta in enumerate(diff.deltas):
-        change = Change(i, delta.status)
+        change = Change(i, delta.status, delta=delta)
         if worktree and change.status == DeltaStatus.MODIFIED and _type_changed(delta):
             change.status = DeltaStatus.TYPECHANGE  # as merged from HEAD → index → worktree
         if change.status == DeltaStatus.CONFLICTED and head_tree is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import DiffOption
 
+from hostd.git.blobs import big_file_limit
 from hostd.git.changes import list_changes
 from hostd.git.discover import Workspace
 from hostd.git.errors import GitError
@@ -21,6 +22,7 @@ from hostd.git.renames import pair_renames, rename_limit
 from hostd.git.status import dirty_count
 
 _FLAGS = DiffOption.INCLUDE_TYPECHANGE
+MAX_FILE = 32 * 2**20
 
 
 def workspace_diff(
@@ -29,10 +31,12 @@ def workspace_diff(
     base_sha: str | None,
     include_patch: bool = True,
     patch_cap: int = PATCH_CAP,
+    max_file: int = MAX_FILE,
 ) -> dict[str, Any]:
-    """Committed work merge-base(base, HEAD) → HEAD, or without a base `git diff HEAD`."""
+    """Committed work merge-base(base, HEAD) → HEAD, or without a base `git diff HEAD`.
+    Files above `max_file` bytes (or core.bigFileThreshold) count as binary."""
     try:
-        return _workspace_diff(ws.repo, base_ref, base_sha, include_patch, patch_cap)
+        return _workspace_diff(ws.repo, base_ref, base_sha, include_patch, patch_cap, max_file)
     except (pygit2.GitError, KeyError, OSError) as exc:
         detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise GitError(str(detail) or type(exc).__name__) from exc
@@ -44,6 +48,7 @@ def _workspace_diff(
     base_sha: str | None,
     include_patch: bool,
     patch_cap: int,
+    max_file: int,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"files": []}
     base = resolve_base(repo, base_ref, base_sha)
@@ -67,11 +72,19 @@ def _workspace_diff(
     worktree = base is None
     quote_fully = _config(repo, "core.quotePath", bool) is not False
     changes = list_changes(repo, diff, head.tree if worktree else None)
-    changes = pair_renames(changes, rename_limit(_config(repo, "diff.renameLimit", int)))
+    max_file = big_file_limit(repo, max_file)
+    renames = rename_limit(_config(repo, "diff.renameLimit", int))
+    changes = pair_renames(changes, renames, max_file)
     cap = patch_cap if include_patch else None
     body.update(
         print_changes(
-            repo, diff, changes, worktree=worktree, quote_fully=quote_fully, patch_cap=cap
+            repo,
+            diff,
+            changes,
+            worktree=worktree,
+            quote_fully=quote_fully,
+            patch_cap=cap,
+            max_file=max_file,
         )
     )
     return body

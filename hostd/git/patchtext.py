@@ -2,7 +2,9 @@
 
 Each change gives a `files[]` record (path as numstat prints it, counts or binary) and its
 patch: git's extended header, then libgit2's hunks or `GIT binary patch`. The joined patch text
-is cut at the cap, and once cut no more patch text is computed.
+is cut at the cap, and once cut no more patch text is computed; no more of a file's patch is
+decoded than the room left. A file above the file limit is counted as binary without being
+read, and the patch stops before it (`truncated`): its binary patch is not computed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption
 
-from hostd.git.blobs import ZERO_OID, File, is_binary
+from hostd.git.blobs import ZERO_OID, File, is_binary, too_large
 from hostd.git.changes import Change, delta_sides
 from hostd.git.quoting import pprint_rename, quote_bytes, quote_path
 from hostd.git.renames import MAX_SCORE
@@ -24,6 +26,10 @@ CONTEXT_LINES = 3
 _SIDED = (DeltaStatus.TYPECHANGE, DeltaStatus.CONFLICTED)
 
 _Counts = tuple[int, int]
+# The patch text of a file too large to read: the patch stops before it.
+_CUT = "\0cut"
+# UTF-8 takes at most this many bytes per character.
+_MAX_CHAR_BYTES = 4
 
 
 def print_changes(
@@ -34,20 +40,24 @@ def print_changes(
     worktree: bool,
     quote_fully: bool,
     patch_cap: int | None,
+    max_file: int,
 ) -> dict[str, Any]:
     """`files`, and unless `patch_cap` is None the `patch` (if any) and `truncated` (if cut).
 
     `worktree` says the new sides of `diff` are in the worktree; `quote_fully` is
-    core.quotePath."""
-    printer = _Printer(repo, diff, worktree, quote_fully)
+    core.quotePath; files above `max_file` bytes count as binary and are not read."""
+    printer = _Printer(repo, diff, worktree, quote_fully, max_file)
     text = _CappedText(patch_cap) if patch_cap is not None else None
     out: dict[str, Any] = {"files": []}
     for change in changes:
-        rendered = printer.render(change, text is not None and not text.truncated)
+        printer.room = text.room if text is not None and not text.truncated else 0
+        rendered = printer.render(change, printer.room > 0)
         if rendered is None:
             continue
         out["files"].append(rendered[0])
-        if text is not None and rendered[1]:
+        if text is not None and rendered[1] == _CUT:
+            text.truncated = True
+        elif text is not None and rendered[1]:
             text.add(rendered[1])
     if text is not None and text.parts:
         out["patch"] = "".join(text.parts)
@@ -102,9 +112,16 @@ class _Printer:
     """A `files[]` record and the patch text of each change."""
 
     def __init__(
-        self, repo: pygit2.Repository, diff: pygit2.Diff, worktree: bool, quote_fully: bool
+        self,
+        repo: pygit2.Repository,
+        diff: pygit2.Diff,
+        worktree: bool,
+        quote_fully: bool,
+        max_file: int,
     ) -> None:
         self.repo, self.diff, self.worktree, self.quote_fully = repo, diff, worktree, quote_fully
+        self.max_file = max_file
+        self.room = 0
 
     def render(self, change: Change, want_text: bool) -> tuple[dict[str, Any], str | None] | None:
         """The record and patch text of a change; None when there is nothing to show."""
@@ -114,7 +131,9 @@ class _Printer:
         renamed = change.index < 0
         if not renamed and _unchanged(old, new):
             return None
-        if old is not None and new is not None and stat.S_IFMT(old.mode) != stat.S_IFMT(new.mode):
+        if self._oversized(old, new):
+            binary, counts, text = True, (0, 0), _CUT
+        elif old is not None and new is not None and stat.S_IFMT(old.mode) != stat.S_IFMT(new.mode):
             binary, counts, text = self._typechange(old, new, want_text)
         else:
             binary, counts, text = self._sided(old, new, change.score, want_text)
@@ -127,21 +146,35 @@ class _Printer:
         return _record(quote_path(side.path, self.quote_fully), binary, counts, side.path), text
 
     def _plain(self, change: Change, want_text: bool) -> tuple[dict[str, Any], str | None]:
+        assert change.delta is not None
+        raw = change.delta.new_file.raw_path
+        path = quote_path(raw, self.quote_fully)
+        old, new = change.old, change.new
+        if old is None and new is None:  # a modification: its sides are not built yet
+            sides = (change.delta.old_file, False), (change.delta.new_file, self.worktree)
+            oversized = any(too_large(self.repo, f, wt, self.max_file) for f, wt in sides)
+        else:
+            oversized = self._oversized(old, new)
+        if oversized:
+            return _record(path, True, (0, 0), raw), _CUT
         patch = self.diff[change.index]
         counts, binary, text = _line_counts(patch), bool(patch.delta.is_binary), None
-        if want_text:
-            text = self._binary(change, patch.delta) if binary else _decode(patch.data)
-        raw = patch.delta.new_file.raw_path
-        return _record(quote_path(raw, self.quote_fully), binary, counts, raw), text
+        if want_text and binary:
+            if old is None and new is None:
+                old, new = delta_sides(self.repo, change.delta, change.status, self.worktree)
+            text = self._binary(old, new)
+        elif want_text:
+            text = self._decode(patch.data)
+        return _record(path, binary, counts, raw), text
 
-    def _binary(self, change: Change, delta: pygit2.DiffDelta) -> str:
+    def _oversized(self, old: File | None, new: File | None) -> bool:
+        return any(side is not None and side.oversized(self.max_file) for side in (old, new))
+
+    def _binary(self, old: File | None, new: File | None) -> str:
         """A `GIT binary patch` (libgit2 computes one only with SHOW_BINARY, which is slow)."""
-        old, new = change.old, change.new
-        if old is None and new is None:  # a modification: its sides are read only now
-            old, new = delta_sides(self.repo, delta, change.status, self.worktree)
         header, changed = self._header(old, new, binary=True)
         body = _BlobPatch(old, new).body(self._labels(old, new)) if changed else b""
-        return _decode(header + body)
+        return self._decode(header + body)
 
     def _sided(
         self, old: File | None, new: File | None, score: int, want_text: bool
@@ -155,7 +188,7 @@ class _Printer:
         if not want_text:
             return binary, counts, None
         header, _ = self._header(old, new, binary, score=score)
-        return binary, counts, _decode(header + body)
+        return binary, counts, self._decode(header + body)
 
     def _typechange(
         self, old: File, new: File, want_text: bool
@@ -168,7 +201,11 @@ class _Printer:
         for a, b in ((old, None), (None, new)):
             side = _BlobPatch(a, b)
             parts.append(self._header(a, b, side.binary)[0] + side.body(self._labels(a, b)))
-        return patch.binary, patch.counts, _decode(b"".join(parts))
+        return patch.binary, patch.counts, self._decode(b"".join(parts))
+
+    def _decode(self, data: bytes) -> str:
+        """The text of `data`, no more than fits in the room left and one character more."""
+        return data[: (self.room + 1) * _MAX_CHAR_BYTES].decode("utf-8", "replace")
 
     def _labels(self, old: File | None, new: File | None) -> tuple[bytes, bytes]:
         return (
@@ -233,7 +270,3 @@ def _record(
         record["oldPath"] = os.fsdecode(old)
     record["newPath"] = os.fsdecode(new)
     return record
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "replace")

@@ -36,13 +36,14 @@ def rename_limit(configured: int | None) -> int:
     return configured if configured > 0 else _UNLIMITED
 
 
-def pair_renames(changes: list[Change], limit: int) -> list[Change]:
-    """Deletions and additions paired into renames; a rename takes its destination's place."""
+def pair_renames(changes: list[Change], limit: int, max_file: int) -> list[Change]:
+    """Deletions and additions paired into renames; a rename takes its destination's place.
+    Files above `max_file` bytes pair only with identical content."""
     srcs = [c.old for c in changes if c.status == DeltaStatus.DELETED and c.old is not None]
     dsts = [c.new for c in changes if c.status == DeltaStatus.ADDED and c.new is not None]
     if not srcs or not dsts:
         return changes
-    pairs = _Renames(srcs, dsts, limit).find()
+    pairs = _Renames(srcs, dsts, limit, max_file).find()
     if not pairs:
         return changes
     used = {id(srcs[s]) for s, _ in pairs.values()}
@@ -62,8 +63,8 @@ def pair_renames(changes: list[Change], limit: int) -> list[Change]:
 class _Renames:
     """Pairs `dst index -> (src index, score)` chosen the way git's diffcore_rename does."""
 
-    def __init__(self, srcs: list[File], dsts: list[File], limit: int) -> None:
-        self.srcs, self.dsts, self.limit = srcs, dsts, limit
+    def __init__(self, srcs: list[File], dsts: list[File], limit: int, max_file: int) -> None:
+        self.srcs, self.dsts, self.limit, self.max_file = srcs, dsts, limit, max_file
         self.used = [False] * len(srcs)
         self.pairs: dict[int, tuple[int, int]] = {}
         self._spans: dict[File, dict[int, int]] = {}
@@ -150,6 +151,8 @@ class _Renames:
     def _similarity(self, src: File, dst: File, minimum: int) -> int:
         """git's estimate_similarity: bytes of dst copied from src, relative to the larger file."""
         if not src.regular or not dst.regular:
+            return 0
+        if src.oversized(self.max_file) or dst.oversized(self.max_file):
             return 0
         src_size, dst_size = src.size(), dst.size()
         largest = max(src_size, dst_size)

@@ -148,6 +148,12 @@ def keep_counts(enabled: bool) -> None:
     _watch = StatusWatch() if enabled else None
 
 
+def limit_watches(budget: int | None) -> None:
+    """The inotify watches this process may hold (None: only the kernel's limit)."""
+    if _watch is not None:
+        _watch.max_watches = budget
+
+
 def dirty_count(repo: pygit2.Repository) -> int:
     """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked."""
     if _watch is None:

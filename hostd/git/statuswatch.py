@@ -13,8 +13,9 @@ directory), the caller's `update` may recount just those files.
 Not cached (counted afresh every time): worktrees with submodules or other repositories nested
 in a watched folder (a commit inside one can change the superproject's status without touching
 a watched file), worktrees on filesystems whose changes inotify may not see (network
-filesystems), worktrees with more than `max_dirs` directories, and any worktree once the kernel
-refuses a watch. Writes through shared memory maps and through hard links from outside the
+filesystems), worktrees with more than `max_dirs` directories, worktrees whose watches would
+pass `max_watches` (this process's share of hostd's inotify budget), and any worktree once the
+kernel refuses a watch. Writes through shared memory maps and through hard links from outside the
 worktree raise no event; such edits are seen once any other change in the worktree, the index
 or HEAD happens.
 """
@@ -58,6 +59,7 @@ LOCAL_FILESYSTEMS = frozenset(
 )
 DEFAULT_MAX_DIRS = 20_000
 DEFAULT_MAX_WORKTREES = 64
+MAX_USER_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 
 _DIR_MASK = (
     F.MODIFY
@@ -132,10 +134,14 @@ class StatusWatch:
     """Cached dirty counts per worktree, invalidated by inotify (one process, one thread)."""
 
     def __init__(
-        self, max_dirs: int = DEFAULT_MAX_DIRS, max_worktrees: int = DEFAULT_MAX_WORKTREES
+        self,
+        max_dirs: int = DEFAULT_MAX_DIRS,
+        max_worktrees: int = DEFAULT_MAX_WORKTREES,
+        max_watches: int | None = None,
     ) -> None:
         self.max_dirs = max_dirs
         self.max_worktrees = max_worktrees
+        self.max_watches = max_watches
         self._inotify: INotify | None = None
         self._trees: OrderedDict[str, _Tree] = OrderedDict()
         self._watches: dict[int, _Watch] = {}
@@ -270,6 +276,11 @@ class StatusWatch:
         except OSError as exc:
             raise _Uncacheable(f"inotify refused a watch on {path}: {exc.strerror}") from exc
         watch = self._watches.get(wd)
+        budget = self.max_watches
+        if watch is None and budget is not None and len(self._watches) >= budget:
+            with contextlib.suppress(OSError):
+                self._inotify.rm_watch(wd)
+            raise _Uncacheable(f"hostd's share of inotify watches ({budget}) is used up")
         if watch is None:
             watch = self._watches[wd] = _Watch(path)
         watch.path = path
@@ -341,6 +352,17 @@ class StatusWatch:
             tree.new_dirs.append(path)
         elif mask & F.ISDIR and mask & F.CREATE:
             tree.new_dirs.append(os.path.join(path, name))
+
+
+def watch_budget(configured: int) -> int:
+    """hostd's inotify watches in all: `configured`, or when 0 a quarter of the user's limit."""
+    if configured > 0:
+        return configured
+    try:
+        with open(MAX_USER_WATCHES, encoding="ascii") as f:
+            return max(int(f.read()) // 4, 0)
+    except (OSError, ValueError):
+        return 8192 // 4
 
 
 def _common_dir(repo: pygit2.Repository) -> str:
