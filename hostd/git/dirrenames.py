@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pygit2
 from pygit2.enums import DeltaStatus
 
+from hostd.git.blobs import BIG_FILE_THRESHOLD, big_file_limit
 from hostd.git.changes import Change, list_changes
 from hostd.git.renames import RENAME_LIMIT, pair_renames
 
@@ -92,7 +93,8 @@ class _Side:
 
     def renames(self) -> list[tuple[bytes, bytes]]:
         if self._paired is None:
-            self._paired = pair_renames(self.changes, RENAME_LIMIT)
+            limit = big_file_limit(self.repo, BIG_FILE_THRESHOLD)
+            self._paired = pair_renames(self.changes, RENAME_LIMIT, limit)
         return [
             (c.old.path, c.new.path)
             for c in self._paired
