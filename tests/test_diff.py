@@ -487,6 +487,7 @@ LINE = st.sampled_from(
     ["alpha", "beta", "gamma", "", "    return x", "}", "q" * 70, "crlf\r", "nul\0"]
 )
 CONTENT = st.lists(LINE, max_size=14).map(lambda ls: "".join(f"{x}\n" for x in ls))
+ATTRIBUTES = "*.bin binary\nd/e/* -diff\n"
 OP = st.sampled_from(["keep", "edit", "delete", "rename", "rename_edit", "chmod", "truncate"])
 
 
@@ -526,7 +527,7 @@ def test_random_edit_sets_match_git(plan: tuple[dict[str, str], list[Any], str])
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = Path(tmp).resolve()
         repo = init_repo(base_dir / "repo")
-        repo.commit("base", files)
+        repo.commit("base", {**files, ".gitattributes": ATTRIBUTES})
         repo.git("checkout", "-q", "-b", "work")
         apply_ops(repo, files, ops)
         if mode == "commit":

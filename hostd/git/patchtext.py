@@ -214,7 +214,8 @@ class _Printer:
         self, old: File | None, new: File | None, score: int, want_text: bool
     ) -> tuple[bool, _Counts, str | None]:
         if old is not None and new is not None and old.blob_id() == new.blob_id():
-            binary, counts, body = is_binary(old.data()), (0, 0), b""
+            binary = is_binary(old.data()) or self._binary_by_attributes(old, new)
+            counts, body = (0, 0), b""
         else:
             patch = _BlobPatch(old, new, want_text, self._binary_by_attributes(old, new))
             binary, counts = patch.binary, patch.counts
