@@ -1,4 +1,5 @@
-"""workspace_diff against git: numstat line by line, and the patch applied with `git apply`."""
+"""workspace_diff against git: numstat line by line, the patch byte for byte as `git diff --binary`
+prints it, and applied with `git apply`."""
 
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ def git_numstat(repo: Repo, *revs: str) -> list[str]:
     return repo.git("diff", "--numstat", "-M", *revs).splitlines()
 
 
+def assert_patch_is_gits(repo: Repo, body: dict[str, Any], *revs: str) -> None:
+    """The patch is what `git diff --binary` prints (non-UTF-8 bytes as U+FFFD, as JSON)."""
+    proc = subprocess.run(
+        ["git", "diff", "--binary", "-M", *revs], cwd=repo.path, capture_output=True, check=True
+    )
+    assert body.get("patch", "") == proc.stdout.decode("utf-8", "replace")
+
+
 def merge_base(repo: Repo, base: str) -> str:
     return repo.git("merge-base", base, "HEAD").strip()
 
@@ -65,6 +74,7 @@ def assert_matches_git(repo: Repo, base_dir: Path, base: str) -> dict[str, Any]:
     mb = merge_base(repo, base)
     assert numstat(body) == git_numstat(repo, mb, "HEAD")
     assert "truncated" not in body
+    assert_patch_is_gits(repo, body, mb, "HEAD")
     if body["files"]:
         assert_applies(repo, body["patch"], mb, repo.git("rev-parse", "HEAD^{tree}").strip())
     else:
@@ -161,6 +171,47 @@ def test_shapes_against_a_base_in_a_linked_worktree(repo: Repo, base_dir: Path) 
     }
     assert "oldPath" not in by_new["gone.txt"]
     assert "GIT binary patch" in body["patch"]
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_attributes_and_headers_print_like_git(repo: Repo, base_dir: Path, committed: bool) -> None:
+    """`binary` and `-diff` files print as binary patches; paths with a space end their
+    `---`/`+++` lines with a TAB; an empty new file has no `---`/`+++` lines."""
+    repo.commit(
+        "base",
+        {
+            ".gitattributes": "*.dat binary\nnodiff.txt -diff\ndiff-set.txt diff\n",
+            "old.dat": "text marked binary\n",
+            "nodiff.txt": lines(4),
+            "diff-set.txt": lines(3),
+            "to delete.txt": lines(3),
+            "sp dir/ü edit.txt": lines(5),
+            "sp dir/move me.txt": lines(12, "move"),
+            "emptied.txt": lines(2),
+        },
+    )
+    repo.git("checkout", "-q", "-b", "work")
+    repo.write("old.dat", "text marked binary, edited\n")
+    repo.write("new.dat", "new text marked binary\n")
+    repo.write("nodiff.txt", lines(5))
+    repo.write("diff-set.txt", lines(4))
+    (repo.path / "to delete.txt").unlink()
+    repo.write("sp dir/ü edit.txt", lines(6))
+    move(repo, "sp dir/move me.txt", "moved here.txt")
+    repo.write("moved here.txt", lines(12, "move") + "more\n")
+    repo.write("empty new.txt", "")
+    repo.write("empty.txt", "")
+    repo.write("emptied.txt", "")
+    repo.git("add", "-A")
+    if committed:
+        repo.commit("work")
+        body = assert_matches_git(repo, base_dir, "main")
+    else:
+        body = diff_of(repo, base_dir)
+        assert_patch_is_gits(repo, body, "HEAD")
+    binary = {f["newPath"] for f in body["files"] if f["binary"]}
+    assert binary == {"old.dat", "new.dat", "nodiff.txt"}
+    assert body["patch"].count("GIT binary patch") == 3
 
 
 RENAMES = [
@@ -318,6 +369,7 @@ def test_uncommitted_changes_without_base(repo: Repo, base_dir: Path) -> None:
     assert repo.state_fingerprint() == before
     assert (repo.path / ".git" / "index").read_bytes() == index_before
     assert numstat(body) == git_numstat(repo, "HEAD")
+    assert_patch_is_gits(repo, body, "HEAD")
     assert "baseRef" not in body and "ahead" not in body and "dirtyCount" not in body
     assert "untracked.txt" not in {f["newPath"] for f in body["files"]}
     assert any(f["path"] == "to_rename.txt => renamed.txt" for f in body["files"])
@@ -435,6 +487,7 @@ LINE = st.sampled_from(
     ["alpha", "beta", "gamma", "", "    return x", "}", "q" * 70, "crlf\r", "nul\0"]
 )
 CONTENT = st.lists(LINE, max_size=14).map(lambda ls: "".join(f"{x}\n" for x in ls))
+ATTRIBUTES = "*.bin binary\nd/e/* -diff\n"
 OP = st.sampled_from(["keep", "edit", "delete", "rename", "rename_edit", "chmod", "truncate"])
 
 
@@ -474,7 +527,7 @@ def test_random_edit_sets_match_git(plan: tuple[dict[str, str], list[Any], str])
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = Path(tmp).resolve()
         repo = init_repo(base_dir / "repo")
-        repo.commit("base", files)
+        repo.commit("base", {**files, ".gitattributes": ATTRIBUTES})
         repo.git("checkout", "-q", "-b", "work")
         apply_ops(repo, files, ops)
         if mode == "commit":
@@ -485,5 +538,6 @@ def test_random_edit_sets_match_git(plan: tuple[dict[str, str], list[Any], str])
             repo.git("add", "-A")
         body = diff_of(repo, base_dir)
         assert numstat(body) == git_numstat(repo, "HEAD")
+        assert_patch_is_gits(repo, body, "HEAD")
         if body["files"]:
             assert_applies(repo, body["patch"], "HEAD")

@@ -16,6 +16,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption
 
+from hostd.git.binpatch import as_git_prints, compression_level
 from hostd.git.blobs import ZERO_OID, File, is_binary, too_large
 from hostd.git.changes import Change, delta_sides
 from hostd.git.quoting import pprint_rename, quote_bytes, quote_path
@@ -83,9 +84,18 @@ class _CappedText:
 class _BlobPatch:
     """A libgit2 patch of two sides; it reads the blobs lazily, so they are kept alive here."""
 
-    def __init__(self, old: File | None, new: File | None, show_binary: bool = True) -> None:
+    def __init__(
+        self,
+        old: File | None,
+        new: File | None,
+        show_binary: bool = True,
+        force_binary: bool = False,
+    ) -> None:
+        self.old, self.new = old, new
         self._sources = (old.source() if old else None, new.source() if new else None)
         flag = DiffOption.SHOW_BINARY if show_binary else DiffOption.NORMAL
+        if force_binary:
+            flag |= DiffOption.FORCE_BINARY
         self.patch = pygit2.Patch.create_from(
             *self._sources, flag=flag, context_lines=CONTEXT_LINES
         )
@@ -98,14 +108,17 @@ class _BlobPatch:
     def counts(self) -> _Counts:
         return _line_counts(self.patch)
 
-    def body(self, labels: tuple[bytes, bytes]) -> bytes:
-        """The hunks (or binary patch) under git's `---`/`+++` labels."""
+    def body(self, markers: tuple[bytes, bytes], level: int) -> bytes:
+        """The hunks under git's `---`/`+++` lines, or the binary patch deflated at `level`."""
         data = self.patch.data
         at = data.find(b"\n@@ -")
         if at >= 0:
-            return b"--- %s\n+++ %s\n" % labels + data[at + 1 :]
+            return b"--- %s\n+++ %s\n" % markers + data[at + 1 :]
         at = data.find(b"\nGIT binary patch\n")
-        return data[at + 1 :] if at >= 0 else b""
+        if at < 0:
+            return b""
+        sides = (self.new.data() if self.new else b"", self.old.data() if self.old else b"")
+        return as_git_prints(data[at + 1 :], *sides, level)
 
 
 class _Printer:
@@ -121,6 +134,7 @@ class _Printer:
     ) -> None:
         self.repo, self.diff, self.worktree, self.quote_fully = repo, diff, worktree, quote_fully
         self.max_file = max_file
+        self.level = compression_level(repo)
         self.room = 0
 
     def render(self, change: Change, want_text: bool) -> tuple[dict[str, Any], str | None] | None:
@@ -164,8 +178,27 @@ class _Printer:
                 old, new = delta_sides(self.repo, change.delta, change.status, self.worktree)
             text = self._binary(old, new)
         elif want_text:
-            text = self._decode(patch.data)
+            delta = change.delta
+            old_path = None if change.status == DeltaStatus.ADDED else delta.old_file.raw_path
+            new_path = None if change.status == DeltaStatus.DELETED else delta.new_file.raw_path
+            text = self._decode(self._with_markers(patch.data, old_path, new_path))
         return _record(path, binary, counts, raw), text
+
+    def _with_markers(self, data: bytes, old: bytes | None, new: bytes | None) -> bytes:
+        """libgit2's patch text with git's quoting of the `diff --git` line and git's `---`/`+++`
+        lines: none without hunks (an empty new file), a TAB after a path with a space."""
+        first, second = old or new, new or old
+        assert first is not None and second is not None
+        end = data.find(b"\n")
+        names = self._quote(b"a/" + first), self._quote(b"b/" + second)
+        data = b"diff --git %s %s" % names + data[end:]
+        hunk = data.find(b"\n@@ -")
+        at = data.find(b"\n--- ", 0, hunk if hunk >= 0 else len(data))
+        if at < 0:
+            return data
+        if hunk < 0:
+            return data[: at + 1]
+        return data[: at + 1] + b"--- %s\n+++ %s\n" % self._markers(old, new) + data[hunk + 1 :]
 
     def _oversized(self, old: File | None, new: File | None) -> bool:
         return any(side is not None and side.oversized(self.max_file) for side in (old, new))
@@ -173,18 +206,20 @@ class _Printer:
     def _binary(self, old: File | None, new: File | None) -> str:
         """A `GIT binary patch` (libgit2 computes one only with SHOW_BINARY, which is slow)."""
         header, changed = self._header(old, new, binary=True)
-        body = _BlobPatch(old, new).body(self._labels(old, new)) if changed else b""
+        patch = _BlobPatch(old, new, force_binary=True)
+        body = patch.body(self._file_markers(old, new), self.level) if changed else b""
         return self._decode(header + body)
 
     def _sided(
         self, old: File | None, new: File | None, score: int, want_text: bool
     ) -> tuple[bool, _Counts, str | None]:
         if old is not None and new is not None and old.blob_id() == new.blob_id():
-            binary, counts, body = is_binary(old.data()), (0, 0), b""
+            binary = is_binary(old.data()) or self._binary_by_attributes(old, new)
+            counts, body = (0, 0), b""
         else:
-            patch = _BlobPatch(old, new, want_text)
+            patch = _BlobPatch(old, new, want_text, self._binary_by_attributes(old, new))
             binary, counts = patch.binary, patch.counts
-            body = patch.body(self._labels(old, new)) if want_text else b""
+            body = patch.body(self._file_markers(old, new), self.level) if want_text else b""
         if not want_text:
             return binary, counts, None
         header, _ = self._header(old, new, binary, score=score)
@@ -194,13 +229,15 @@ class _Printer:
         self, old: File, new: File, want_text: bool
     ) -> tuple[bool, _Counts, str | None]:
         """Counted as one change like git does, printed as a deletion and an addition."""
-        patch = _BlobPatch(old, new, show_binary=False)
+        forced = self._binary_by_attributes(old, new)
+        patch = _BlobPatch(old, new, show_binary=False, force_binary=forced)
         if not want_text:
             return patch.binary, patch.counts, None
         parts = []
         for a, b in ((old, None), (None, new)):
-            side = _BlobPatch(a, b)
-            parts.append(self._header(a, b, side.binary)[0] + side.body(self._labels(a, b)))
+            side = _BlobPatch(a, b, force_binary=forced)
+            body = side.body(self._file_markers(a, b), self.level)
+            parts.append(self._header(a, b, side.binary)[0] + body)
         return patch.binary, patch.counts, self._decode(b"".join(parts))
 
     def _decode(self, data: bytes) -> str:
@@ -212,6 +249,28 @@ class _Printer:
             self._quote(b"a/" + old.path) if old else b"/dev/null",
             self._quote(b"b/" + new.path) if new else b"/dev/null",
         )
+
+    def _file_markers(self, old: File | None, new: File | None) -> tuple[bytes, bytes]:
+        return self._markers(old.path if old else None, new.path if new else None)
+
+    def _markers(self, old: bytes | None, new: bytes | None) -> tuple[bytes, bytes]:
+        """The `---`/`+++` names: git ends one with a TAB when the path has a space."""
+        return (
+            self._quote(b"a/" + old) + b"\t" * (b" " in old) if old else b"/dev/null",
+            self._quote(b"b/" + new) + b"\t" * (b" " in new) if new else b"/dev/null",
+        )
+
+    def _binary_by_attributes(self, old: File | None, new: File | None) -> bool:
+        """`.gitattributes` says `-diff` (or `binary`) for a side's path."""
+        for side in (old, new):
+            if side is None:
+                continue
+            try:
+                if self.repo.get_attr(os.fsdecode(side.path), "diff") is False:
+                    return True
+            except (pygit2.GitError, ValueError):
+                continue
+        return False
 
     def _quote(self, path: bytes) -> bytes:
         return quote_bytes(path, self.quote_fully)

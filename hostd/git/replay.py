@@ -13,7 +13,8 @@ from itertools import pairwise
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, FileMode, SortMode
 
-from hostd.git.landing import commit_changes, tree_changes, unmerged_commits
+from hostd.git.dirrenames import directory_rename_conflicts, tree_has
+from hostd.git.landing import Change, commit_changes, tree_changes, unmerged_commits
 
 MAX_CONFLICT_FILES = 50
 _PREDICTION_COMMITTER = pygit2.Signature("hostd", "hostd@localhost")
@@ -85,14 +86,16 @@ def conflict_paths(
     ours: pygit2.Oid,
     theirs: pygit2.Oid,
 ) -> list[str]:
-    """The paths git leaves unmerged, sorted, at most MAX_CONFLICT_FILES.
+    """The paths git leaves unmerged, sorted, at most MAX_CONFLICT_FILES ([] when the merge is
+    clean), with merge-ort's directory-rename conflicts, which libgit2 does not see.
 
     libgit2 keeps each stage of a conflict at the path it has in its own tree; git records a
     file renamed on one side only under the new name, one renamed differently on both sides
     under all three.
     """
+    moved = directory_rename_conflicts(repo, ancestor, ours, theirs)
     if index.conflicts is None:
-        return []
+        return sorted(moved.values())[:MAX_CONFLICT_FILES]
     entries = [e for conflict in index.conflicts for e in conflict if e is not None]
     renamed: dict[str, set[str]] = {}
     for side in (ours, theirs):
@@ -101,7 +104,8 @@ def conflict_paths(
     for old, new in renamed.items():
         if len(new) > 1:
             new.add(old)
-    paths = set().union(*(renamed.get(e.path, {e.path}) for e in entries))
+    paths = set(moved.values()).union(*(renamed.get(e.path, {e.path}) for e in entries))
+    paths = {moved.get(path, path) for path in paths}
     return sorted(paths)[:MAX_CONFLICT_FILES]
 
 
@@ -134,8 +138,8 @@ def replay(
         tree = _take_own_side(repo, parent_tree, current.tree_id, commit) if shortcut else None
         if tree is None:
             index = repo.merge_trees(parent_tree, current.tree_id, commit.tree_id)
-            if index.conflicts is not None:
-                files = conflict_paths(repo, index, parent_tree, current.tree_id, commit.tree_id)
+            files = conflict_paths(repo, index, parent_tree, current.tree_id, commit.tree_id)
+            if files:
                 return ReplayResult(conflict=True, conflict_files=files, commits=created)
             tree = index.write_tree(repo)
         if tree == current.tree_id and not _is_empty(commit):
@@ -153,11 +157,14 @@ def _take_own_side(
     repo: pygit2.Repository, parent_tree: pygit2.Oid, current: pygit2.Oid, commit: pygit2.Commit
 ) -> pygit2.Oid | None:
     """`current` with the commit's changes written in, when none of them clashes with where
-    `current` differs from the commit's parent; None when a tree merge is needed."""
+    `current` differs from the commit's parent, nor is near a directory rename; None when a tree
+    merge is needed."""
     ours = _Paths()
     ours.add(path for path, _, _ in tree_changes(repo, repo[parent_tree], repo[current]))
     theirs = commit_changes(repo, commit)
-    if ours.clash(path for path, _, _ in theirs):
+    if ours.clash(path for path, _, _ in theirs) or _near_directory_rename(
+        repo, commit, theirs, ours
+    ):
         return None
     try:
         edits = [(path.decode("utf-8").split("/"), new) for path, _, new in theirs]
@@ -257,9 +264,20 @@ def _directories(path: bytes) -> Iterator[bytes]:
         end = path.find(b"/", end + 1)
 
 
-def _commit_paths(repo: pygit2.Repository, commit: pygit2.Commit) -> list[bytes]:
-    """The files a commit changes against its first parent, without rename detection."""
-    return [path for path, _, _ in commit_changes(repo, commit)]
+def _near_directory_rename(
+    repo: pygit2.Repository, commit: pygit2.Commit, changes: list[Change], changed: _Paths
+) -> bool:
+    """The pick adds a file in a directory of its parent where the rebased tree may differ, or
+    removes a directory where it may: a directory rename either way, which a merge must judge."""
+    trees = (commit.parents[0].tree, commit.tree)
+    for path, old, new in changes:
+        if (old is None) == (new is None):
+            continue
+        present = old is None  # an addition is near a rename of a directory the parent had
+        for directory in _directories(path):
+            if directory in changed.dirs and tree_has(trees[not present], directory) == present:
+                return True
+    return False
 
 
 def _diff_paths(repo: pygit2.Repository, old: pygit2.Oid, new: pygit2.Oid) -> set[bytes]:
@@ -292,10 +310,13 @@ def _chain_conflicts(
     pending: list[tuple[pygit2.Oid, pygit2.Commit]] = []
     for commit in chain:
         parent_tree = commit.parents[0].tree_id
-        paths = _commit_paths(repo, commit)
+        changes = commit_changes(repo, commit)
+        paths = [path for path, _, _ in changes]
         if commit.id not in picks:
             changed.add(paths)
-        elif not changed.clash(paths):
+        elif not changed.clash(paths) and not _near_directory_rename(
+            repo, commit, changes, changed
+        ):
             if pending and pending[-1][1].id == commit.parent_ids[0]:
                 pending[-1] = (pending[-1][0], commit)
             else:
@@ -307,8 +328,9 @@ def _chain_conflicts(
             current = merged
             pending.clear()
             index = repo.merge_trees(parent_tree, current, commit.tree_id)
-            if index.conflicts is not None:
-                return conflict_paths(repo, index, parent_tree, current, commit.tree_id)
+            files = conflict_paths(repo, index, parent_tree, current, commit.tree_id)
+            if files:
+                return files
             current = index.write_tree(repo)
             changed.add(_diff_paths(repo, commit.tree_id, current))
     return []
@@ -323,7 +345,7 @@ def _merge_runs(
     trees are written to the repository. None if one of the merges conflicts."""
     for parent_tree, last in runs:
         index = repo.merge_trees(parent_tree, current, last.tree_id)
-        if index.conflicts is not None:
+        if conflict_paths(repo, index, parent_tree, current, last.tree_id):
             return None
         current = index.write_tree(repo)
     return current
