@@ -197,6 +197,32 @@ def test_install_writes_layout_and_units_that_systemd_accepts(host: Host) -> Non
     _verify(system_unit, user=False, runtime_dir=host.work)
 
 
+def test_enable_runs_the_systemctl_lines_on_the_unit_it_wrote(host: Host, tmp_path: Path) -> None:
+    """`--enable` with the unit in systemd's own folder runs what it prints; a `systemctl`
+    first on PATH records its arguments and where the unit was then."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "systemctl.log"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {record}\n')
+    fake.chmod(0o755)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "INVOCATION_ID")},
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    argv = [*HOSTD, "service", "install", "--user", "--root", host.root]
+    argv += ["--config", host.config_path, "--from", host.wheels.wheels[host.wheels.current]]
+    done = run([*argv, "--enable"], env=env)
+    assert done.returncode == 0, done.stderr
+    unit = tmp_path / "config" / "systemd" / "user" / "hostd.service"
+    assert f"ExecStart={host.root}/current/bin/hostd run" in unit.read_text()
+    assert record.read_text().splitlines() == [
+        "--user daemon-reload",
+        "--user enable --now hostd.service",
+    ]
+    assert "+ systemctl --user enable --now hostd.service" in done.stdout
+
+
 def test_registers_as_able_to_upgrade_itself(host: Host) -> None:
     orch = host.registered(host.wheels.current)
     assert orch["capabilities"]["selfUpgrade"] is True
