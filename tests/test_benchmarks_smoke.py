@@ -87,3 +87,17 @@ def test_big_diff_benchmark_prints_every_row(tmp_path: Path) -> None:
         "median of the next 20 probes",
     ]:
         assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row
+
+
+def test_gate_checkout_benchmark_prints_every_row(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "gate_checkout.py"
+    argv = [sys.executable, str(script), "--quick", "--rounds", "1", "--workdir", str(tmp_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in (
+        "git worktree add --detach + git worktree remove",
+        "hostd throwaway checkout + removal",
+        "the same with libgit2's checkout",
+        "ratio hostd / git",
+    ):
+        assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row

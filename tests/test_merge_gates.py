@@ -312,6 +312,20 @@ async def test_base_moving_twice_while_gates_run_asks_for_review(
     assert (tmp_path / "runs").read_text() == "run\nrun\n"
 
 
+async def test_workspaces_gate_timeout_bounds_a_gate_without_its_own(
+    pool: GitPool, repo: Repo, base_dir: Path
+) -> None:
+    declare(repo, {"name": "hangs", "command": "sleep 300"}, {"name": "quick", "command": "true"})
+    wt = agent(repo, base_dir)
+    wt.commit("feature", {"feature.txt": "x\n"})
+    before = refs(repo)
+    result = await merge(pool, config_for(base_dir, gate_timeout="300ms"), **params_for(wt, repo))
+    assert result["error"] == "land gate failed: hangs"
+    assert result["gateFailure"]["timedOut"] is True
+    assert "timed out after 0.3s" in result["gateFailure"]["outputTail"]
+    assert refs(repo) == before
+
+
 async def test_the_merge_timeout_covers_the_gates(
     pool: GitPool, repo: Repo, base_dir: Path, tmp_path: Path
 ) -> None:
