@@ -165,3 +165,46 @@ async def test_kill_9_at_each_phase_then_one_true_report(
     assert "agent/one" not in repo.git("branch", "--list")
     assert git(repo.path, "status", "--porcelain") == ""
     await workspace_status(relay, "ws-1", "merged")
+
+
+@pytest.mark.parametrize("phase", ["merge:finishing", "merge:advanced"])
+async def test_kill_9_owner_live_then_branch_advanced_once(
+    relay: DevRelay,
+    hostd: Callable[[str], Hostd],
+    base_dir: Path,
+    tmp_path: Path,
+    phase: str,
+) -> None:
+    """Owner live: killed before or after the agent branch moved, the restart reports `active`
+    with the branch on the new base tip and the worktree checked out there."""
+    repo, origin = clone_with_origin(base_dir, "repo")
+    wt = agent(repo, base_dir)
+    wt.commit("f1", {"f.txt": "feature\n"})
+    repo.commit("m1", {"m.txt": "main\n"})
+    marker = tmp_path / "paused"
+    host = hostd(relay.url)
+    host.env.update(HOSTD_TEST_PAUSE=phase, HOSTD_TEST_PAUSE_FILE=str(marker))
+    await host.start()
+    await host.wait_health(lambda h: h["registration"]["registered"], 15, "registered")
+    await create_workspace(relay, repo, wt)
+    command_id = await merge_action(relay, strategy="rebase-ff", deleteBranch=False)
+    await wait_until(marker.exists, 30, f"paused at {phase}")
+    await host.kill()
+    tip = repo.git("rev-parse", "main").strip()
+    advanced = wt.git("rev-parse", "HEAD").strip() == tip
+    assert advanced == (phase == "merge:advanced")
+
+    again = hostd(relay.url)
+    await again.start()
+    done = await relay.finished(command_id, 30)
+    assert len(await terminal_patches(relay, command_id)) == 1
+    assert done["status"] == "succeeded", done
+    result = done["result"]
+    assert (result["status"], result["mergedSha"], result["recovered"]) == ("active", tip, True)
+    assert result["branchAdvanced"] is True and "error" not in result
+    assert repo.git("rev-parse", "main").strip() == tip
+    assert git(origin, "rev-parse", "main").strip() == tip
+    assert wt.git("rev-parse", "agent/one").strip() == tip
+    assert wt.git("rev-parse", "HEAD").strip() == tip
+    assert wt.git("status", "--porcelain") == "" and wt.path.joinpath("m.txt").exists()
+    repo.git("fsck", "--no-progress")

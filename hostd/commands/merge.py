@@ -238,13 +238,16 @@ async def _complete(merge: Merge, found: Data) -> Data:
     sync = await merge.step(steps.resync_base, git_dir, base, previous, tip, bounded=False)
     if sync is not None:
         landed["baseWorktreeSync"] = sync
-    plan = await merge.step(steps.inspect, _expecting(req, found["head"]), bounded=False)
+    head = found["head"]
+    if not req.delete_branch and await merge.step(steps.worktree_head, req, bounded=False) == tip:
+        head = tip
+    plan = await merge.step(steps.inspect, _expecting(req, head), bounded=False)
     if "outcome" in plan:
         return {**plan["outcome"], **landed}
     if plan["kind"] != "noop":
         return {**plan["fields"], "status": FAILED_STATUS, **landed,
                 "error": "the recovered land left work unlanded"}  # fmt: skip
-    done = await merge.step(steps.finish, req, plan, None, merge.pause, bounded=False)
+    done = await merge.step(steps.finish, req, plan, tip, merge.pause, bounded=False)
     status = "merged" if req.delete_branch else "active"
     return {**plan["fields"], "status": status, **landed, **done}
 

@@ -288,7 +288,7 @@ def finish(req: MergeRequest, plan: Data, tip: str | None, pause: Pause = no_pau
     """Owner gone: remove the worktree, then release the branch (rules 4 and 5). Owner live:
     advance the agent branch to `tip` and check it out there (`branchAdvanced`)."""
     if not req.delete_branch:
-        return _advance(req, plan, tip)
+        return _advance(req, plan, tip, pause)
     kept: Data = {"worktreeRemoved": False, "branchDeleted": False}
     wt = resolve_target(req.target, req.env.base_dir)
     if not wt.exists:
@@ -312,7 +312,7 @@ def finish(req: MergeRequest, plan: Data, tip: str | None, pause: Pause = no_pau
     return {"worktreeRemoved": done.pop("removed"), **done}
 
 
-def _advance(req: MergeRequest, plan: Data, tip: str | None) -> Data:
+def _advance(req: MergeRequest, plan: Data, tip: str | None, pause: Pause) -> Data:
     kept = {"worktreeRemoved": False, "branchDeleted": False,
             "branchPreservedReason": "deleteBranch is false"}  # fmt: skip
     wt = plan["worktree"]
@@ -327,6 +327,7 @@ def _advance(req: MergeRequest, plan: Data, tip: str | None) -> Data:
     if not compare_and_swap(repo, ref, old, new, committer, message):
         return {**kept, "branchAdvanced": False}
     if sync_worktree(wt["path"], head, tip)["reconciled"]:
+        pause("advanced")
         return {**kept, "branchAdvanced": True}
     compare_and_swap(repo, ref, new, old, committer, reflog_message(req.command_id, "undo advance"))
     return {**kept, "branchAdvanced": False}
@@ -356,6 +357,14 @@ def pull_request(req: MergeRequest, plan: Data) -> Data:
 
 
 # ---------------------------------------------------------------- recovery
+
+
+def worktree_head(req: MergeRequest) -> str | None:
+    """The worktree's HEAD now (None when it is gone or cannot be located)."""
+    try:
+        return resolve_target(req.target, req.env.base_dir).head
+    except RefusedError:
+        return None
 
 
 def assess(req: MergeRequest) -> Data:
