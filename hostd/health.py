@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 class LinkStatus(Protocol):
     def health(self) -> dict[str, Any]:
-        """`{degraded, relay, registration, commandLoop}` as relay-link.md §5 describes."""
+        """`{degraded, relay, registration, commandLoop}` as `/api/health` shows them."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""The background upstream refresher (host-api.md §0): read endpoints never fetch, so every
+"""The background upstream refresher: read endpoints never fetch, so every
 `workspaces.fetch_interval` this fetches the upstream of the base branch of each repository that
 has linked worktrees under `workspaces.root`.
 

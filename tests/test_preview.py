@@ -1,4 +1,4 @@
-"""merge_preview (host-api.md §4): every branch of the decision list, git as the oracle."""
+"""merge_preview: every branch of the decision list, git as the oracle."""
 
 from __future__ import annotations
 

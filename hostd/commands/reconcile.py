@@ -1,5 +1,5 @@
 """`workspace.reconcile`: the owning agent exited; remove the worktree when nothing in it is
-unlanded, otherwise ask for review. Every result carries `gitState` (host-api.md §2)."""
+unlanded, otherwise ask for review. Every result carries `gitState` (the state endpoint's body)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def merge_preview(
     strategy: str | None,
     gh_available: bool | None = None,
 ) -> dict[str, Any]:
-    """Strategy, position against the base, and the conflict prediction, as host-api.md §4.
+    """Strategy, position against the base, and the conflict prediction: the body of
+    `/api/workspace/merge-preview`.
 
     Writes no refs and no objects: the prediction runs on an in-memory overlay.
     """

@@ -1,4 +1,4 @@
-"""HTTP calls to the relay (relay-link.md §1–§4); every failure surfaces as a RelayError.
+"""HTTP calls to the relay; every failure surfaces as a RelayError.
 
 However the relay answers (redirects, bodies nested too deep to parse, headers aiohttp refuses),
 the caller sees a RelayError, never another exception. Redirects are never followed: the token

@@ -1,4 +1,4 @@
-"""What hostd says about itself in register and heartbeat bodies (relay-link.md §1, §2)."""
+"""What hostd says about itself in register and heartbeat bodies."""
 
 from __future__ import annotations
 

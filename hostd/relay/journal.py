@@ -1,4 +1,4 @@
-"""The durable command journal (relay-link.md §4): SQLite in state_dir, one row per command.
+"""The durable command journal: SQLite in state_dir, one row per command.
 
 A row moves `new` (seen, accept not yet confirmed) → `accepted` (relay confirmed, not started) →
 `running` (handler started) → `done` (outcome recorded; `reported` once the relay has it).

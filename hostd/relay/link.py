@@ -1,4 +1,4 @@
-"""Registration and heartbeat: one task that keeps hostd known to the relay (relay-link.md §1, §2).
+"""Registration and heartbeat: one task that keeps hostd known to the relay.
 
 The task never ends on its own and never raises for a relay failure; it is cancelled at shutdown.
 Should it fail anyway, its supervisor calls `crashed` and runs it again.

@@ -1,4 +1,4 @@
-"""The command loop (relay-link.md §3, §4): poll while connected, journal, run, report.
+"""The command loop: poll while connected, journal, run, report.
 
 A command is journaled before it is accepted and runs only after the relay confirmed `accepted`;
 each runs in its own task, so stopping the poll task never interrupts a command. One id runs once:

@@ -1,4 +1,4 @@
-"""PATCH bodies for command status (relay-link.md §4): `failed` exactly when `error` is set, and
+"""PATCH bodies for command status: `failed` exactly when `error` is set, and
 the body kept under the relay's 64 KiB cap by shortening long strings (`truncated: true`)."""
 
 from __future__ import annotations
