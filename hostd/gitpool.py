@@ -2,12 +2,14 @@
 
 pygit2 holds the GIL through whole libgit2 calls (status, index loads), so git work in threads
 stalls the event loop; in worker processes it cannot. Each worker is one process running one
-task at a time; a task waits for a free worker, never in a busy worker's queue. When every
-worker is busy, extra workers (one task each) start, up to as many again. A task abandoned
-while it runs (its request past its deadline) ends its process, which is replaced at once.
-Workers are recycled after a number of tasks, which also bounds what libgit2 and pygit2 caches
-and leaks can hold, and each has an address-space limit: running out of memory ends only that
-task and that process.
+task at a time. A task has a worker of its own by its key (a worktree's answers are kept in
+that worker), and waits briefly for it when it is busy; past `STEAL_AFTER` any idle worker
+takes it, and past `EXTRA_AFTER` with none idle, an extra worker (one task) starts for it, up
+to as many extra workers as workers. A task abandoned while it runs (its request past its
+deadline) ends its process, which is replaced at once. A worker is recycled when its resident
+memory has grown by `RECYCLE_GROWTH` since it started (what libgit2 and pygit2 caches and
+leaks can hold), not after a number of tasks, so what it keeps survives busy hours; each has
+an address-space limit too: running out of memory ends only that task and that process.
 
 The workers come from multiprocessing's fork server, started without the current directory on
 `sys.path` (`python -c` would put it first), so they import what the daemon imports.
@@ -38,7 +40,9 @@ from hostd.lifeline import guarded
 T = TypeVar("T")
 log = logging.getLogger("hostd.gitpool")
 
-TASKS_PER_WORKER = 200
+RECYCLE_GROWTH = 256 * 2**20
+STEAL_AFTER = 0.02
+EXTRA_AFTER = 0.25
 OBJECT_CACHE_BYTES = 64 * 2**20
 # A worker that failed to start is not started again before this.
 RESTART_DELAY = 10.0
@@ -181,6 +185,7 @@ class _Worker:
         self.executor: ProcessPoolExecutor | None = None
         self.pid: int | None = None
         self.tasks = 0
+        self.baseline_rss: int | None = None
         self.busy = False
         self.failed_at: float | None = None
         # A task abandoned by its caller that a writing worker still runs.
@@ -198,7 +203,7 @@ class _Worker:
                 1, mp_context=self.pool.context, initializer=_start_worker, initargs=(settings,)
             )
             started = executor.submit(_ready)
-        self.executor, self.tasks, self.pid = executor, 0, None
+        self.executor, self.tasks, self.pid, self.baseline_rss = executor, 0, None, None
         self._ready = asyncio.wrap_future(started)
         self._ready.add_done_callback(functools.partial(self._on_ready, executor))
 
@@ -210,6 +215,7 @@ class _Worker:
         exc = ready.exception()
         if exc is None:
             self.pid, origin = ready.result()
+            self.baseline_rss = _resident_bytes(self.pid)
             self.failed_at = None
             self.pool.worker_ready(origin)
             return
@@ -270,8 +276,17 @@ class _Worker:
             limit = self.settings.memory_limit // 2**20
             raise WorkerFailed(f"the git work ran out of memory (limit {limit} MB)") from exc
         finally:
-            if self.executor is executor and self.tasks >= self.pool.tasks_per_worker:
+            if self.executor is executor and self._grown():
                 self._restart(executor)
+
+    def _grown(self) -> bool:
+        """Has the process grown by the pool's recycle growth since it started?"""
+        rss = _resident_bytes(self.pid)
+        if rss is None:
+            return False
+        if self.baseline_rss is None:
+            self.baseline_rss = rss
+        return rss - self.baseline_rss >= self.pool.recycle_growth
 
     def _restart(self, executor: ProcessPoolExecutor, kill: bool = False) -> None:
         if executor is not self.executor:
@@ -281,14 +296,34 @@ class _Worker:
             self.start()
 
 
+def _resident_bytes(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(eq=False)
+class _Waiter:
+    future: asyncio.Future[_Worker]
+    preferred: _Worker
+    since: float
+
+
 class GitPool:
-    """Worker processes with affinity: queries on one repository go to the same worker (whose
-    open repositories are then warm) unless it is busy and another worker is idle."""
+    """Worker processes with affinity: queries with one key go to the same worker (whose open
+    repositories and kept answers are then warm) unless it stays busy and another is idle."""
 
     def __init__(
         self,
         workers: int,
-        tasks_per_worker: int = TASKS_PER_WORKER,
+        recycle_growth: int = RECYCLE_GROWTH,
         keep_status: bool = False,
         writes: bool = False,
         memory_limit: int = 0,
@@ -298,9 +333,10 @@ class GitPool:
         `writes`: the workers write to repositories (commands), so libgit2 checks that every
         object a new tree or commit names exists, and a task is never ended in the middle.
         `memory_limit`: each worker's address space in bytes (0: none). `watch_budget`: the
-        inotify watches all workers together may hold, shared equally."""
+        inotify watches all workers together may hold, shared equally. `recycle_growth`: the
+        growth of a worker's resident memory, in bytes, after which it is replaced."""
         self.context = _context()
-        self.tasks_per_worker = tasks_per_worker
+        self.recycle_growth = recycle_growth
         self.writes = writes
         share = None if watch_budget is None else watch_budget // max(workers, 1)
         settings = WorkerSettings(keep_status, writes, memory_limit, share)
@@ -308,7 +344,7 @@ class GitPool:
         # Extra workers run one task each; they do not keep status (no watches).
         self._extra_settings = replace(settings, keep_status=False, watch_budget=0)
         self._extra: set[_Worker] = set()
-        self._waiting: deque[asyncio.Future[_Worker]] = deque()
+        self._waiting: deque[_Waiter] = deque()
         self._origin = ""
         self.failure: str | None = None
 
@@ -338,37 +374,61 @@ class GitPool:
         self._release(worker)
 
     async def _acquire(self, key: str) -> _Worker:
-        idle = [worker for worker in self._workers if not worker.busy]
         preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]
-        if idle:
-            worker = preferred if not preferred.busy else idle[0]
-        elif len(self._extra) < len(self._workers):
-            worker = _Worker(self, self._extra_settings, one_task=True)
-            self._extra.add(worker)
-        else:
-            waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
-            try:
-                return await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._release(waiter.result())
-                else:
-                    self._waiting.remove(waiter)
-                raise
-        worker.busy = True
-        return worker
+        if not preferred.busy:
+            preferred.busy = True
+            return preferred
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), preferred, loop.time())
+        self._waiting.append(waiter)
+        loop.call_later(STEAL_AFTER, self._rebalance)
+        loop.call_later(EXTRA_AFTER, self._rebalance)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._release(waiter.future.result())
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def _rebalance(self) -> None:
+        """Hand idle workers, then extra ones, to tasks that waited too long for their own."""
+        if not self._waiting:
+            return
+        now = asyncio.get_running_loop().time()
+        for waiter in list(self._waiting):
+            waited = now - waiter.since
+            if waited < STEAL_AFTER:
+                break
+            if waiter.future.done():
+                self._waiting.remove(waiter)
+                continue
+            idle = next((w for w in self._workers if not w.busy), None)
+            if idle is None and waited >= EXTRA_AFTER and len(self._extra) < len(self._workers):
+                idle = _Worker(self, self._extra_settings, one_task=True)
+                self._extra.add(idle)
+            if idle is not None:
+                self._waiting.remove(waiter)
+                idle.busy = True
+                waiter.future.set_result(idle)
 
     def _release(self, worker: _Worker) -> None:
         if worker.one_task:
             worker.stop()
             self._extra.discard(worker)
             return
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(worker)
-                return
+        now = asyncio.get_running_loop().time()
+        chosen = next(
+            (w for w in self._waiting if w.preferred is worker and not w.future.done()), None
+        ) or next(
+            (w for w in self._waiting if now - w.since >= STEAL_AFTER and not w.future.done()),
+            None,
+        )
+        self._waiting = deque(w for w in self._waiting if w is not chosen and not w.future.done())
+        if chosen is not None:
+            chosen.future.set_result(worker)
+            return
         worker.busy = False
 
     def worker_ready(self, origin: str) -> None:

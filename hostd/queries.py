@@ -2,7 +2,8 @@
 
 Each function is synchronous (the API runs them in worker processes) and reports repository
 problems as `{"error": ...}` in the body, as the host API does. Repositories stay open between
-queries of the same process.
+queries of the same process; in a process that keeps status counts, answers are kept too and
+given again while nothing they depend on changed (`hostd.answers`).
 """
 
 from __future__ import annotations
@@ -14,36 +15,117 @@ from typing import Any
 
 import pygit2
 
+from hostd.answers import Answers
+from hostd.git import memo
 from hostd.git.diff import MAX_FILE, workspace_diff
-from hostd.git.discover import Workspace, common_dir, open_workspace, probe
+from hostd.git.discover import (
+    Workspace,
+    common_dir,
+    linked_gitdir_files,
+    open_workspace,
+    probe,
+    probe_repository,
+)
 from hostd.git.errors import GitError
 from hostd.git.preview import merge_preview
 from hostd.git.refs import local_branch, resolve_commit
 from hostd.git.repocache import RepositoryCache
 from hostd.git.state import workspace_state
-from hostd.git.status import dirty_count
+from hostd.git.status import answer_token, dirty_count
+from hostd.git.statuswatch import Token
 
 Body = dict[str, Any]
 
 _repositories = RepositoryCache()
+answers = Answers()
+# Per common git directory: the worktree-list generation and its worktrees' `.git` files.
+_gitdir_files: dict[str, tuple[int, list[str]]] = {}
 
 
 def _query(
-    path: str, base_dir: str, query: Callable[[Workspace], Body], on_error: Callable[[], Body]
+    path: str,
+    base_dir: str,
+    query: Callable[[Workspace], Body],
+    on_error: Callable[[], Body],
+    kind: tuple[Any, ...] = (),
+    unopened: Callable[[], Body] | None = None,
 ) -> Body:
-    """Run `query` on the workspace at `path`; a GitError becomes `on_error()` + `error`."""
+    """Run `query` on the workspace at `path`; a GitError becomes `on_error()` + `error`, or
+    `unopened()` when there is no workspace at `path`. With a `kind` (the endpoint and its
+    parameters), the answer is kept and given again while the worktree's token stays the
+    same."""
     try:
-        return query(open_workspace(path, base_dir, _repositories.open))
+        ws = open_workspace(path, base_dir, _repositories.open)
+    except GitError as exc:
+        return unopened() if unopened else {**on_error(), "error": str(exc)}
+    lists_worktrees = kind[:1] == ("probe",)
+    token = answer_token(ws.repo, lists_worktrees) if kind else None
+    if token is None:
+        return _run(query, ws, on_error)
+    condition: tuple[Any, ...] = (token,)
+    if lists_worktrees:
+        condition += _worktree_identities(ws.repo, token)
+    query_key = (*kind, path, base_dir)
+    kept = answers.get(query_key, condition)
+    if kept is not None:
+        return kept
+    with memo.scope((ws.repo.path, token.rules, token.key)):
+        try:
+            body = query(ws)
+        except GitError as exc:
+            return {**on_error(), "error": str(exc)}
+    answers.put(query_key, condition, body)
+    return body
+
+
+def _run(query: Callable[[Workspace], Body], ws: Workspace, on_error: Callable[[], Body]) -> Body:
+    try:
+        return query(ws)
     except GitError as exc:
         return {**on_error(), "error": str(exc)}
 
 
+def _worktree_identities(repo: pygit2.Repository, token: Token) -> tuple[Any, ...]:
+    """Which file each linked worktree's `.git` is now: a worktree folder deleted or replaced
+    without git knowing changes how `git worktree list` shows it, and raises no event that
+    the status watch sees."""
+    common = common_dir(repo)
+    known = _gitdir_files.get(common)
+    if known is None or known[0] != token.worktrees:
+        known = _gitdir_files[common] = (token.worktrees, linked_gitdir_files(common))
+    return tuple(_identity(path) for path in known[1])
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def probe_body(path: str, base_dir: str) -> Body:
-    return probe(path, base_dir, _repositories.open)
+    def unopened() -> Body:
+        return probe(path, base_dir, _repositories.open)
+
+    return _query(
+        path,
+        base_dir,
+        lambda ws: probe_repository(path, ws.repo, base_dir),
+        unopened,
+        ("probe",),
+        unopened,
+    )
 
 
 def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | None) -> Body:
-    return _query(path, base_dir, lambda ws: workspace_state(ws, base_ref, base_sha), dict)
+    return _query(
+        path,
+        base_dir,
+        lambda ws: workspace_state(ws, base_ref, base_sha),
+        dict,
+        ("state", base_ref, base_sha),
+    )
 
 
 def diff_body(
@@ -60,7 +142,9 @@ def diff_body(
             body["dirtyCount"] = _dirty_count(ws)
         return body
 
-    return _query(path, base_dir, diff, lambda: {"files": []})
+    return _query(
+        path, base_dir, diff, lambda: {"files": []}, ("diff", base_ref, base_sha, patch, max_file)
+    )
 
 
 def _dirty_count(ws: Workspace) -> int:
@@ -83,8 +167,13 @@ def preview_body(
             body["baseRef"] = base_ref or base_sha
         return body
 
+    gh = shutil.which("gh") is not None
     return _query(
-        path, base_dir, lambda ws: merge_preview(ws, base_ref, base_sha, strategy), unavailable
+        path,
+        base_dir,
+        lambda ws: merge_preview(ws, base_ref, base_sha, strategy, gh),
+        unavailable,
+        ("merge-preview", base_ref, base_sha, strategy, gh),
     )
 
 

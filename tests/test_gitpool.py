@@ -41,14 +41,25 @@ async def test_a_repository_sticks_to_its_worker_unless_that_one_is_busy() -> No
         pool.shutdown()
 
 
-async def test_workers_are_recycled_and_keep_answering() -> None:
-    pool = GitPool(1, tasks_per_worker=3)
+async def test_workers_are_recycled_when_they_grow_and_keep_answering() -> None:
+    pool = GitPool(1, recycle_growth=32 * 2**20)
     try:
-        pids = [await pool.run(os.getpid) for _ in range(10)]
-        assert len(set(pids)) >= 3
-        assert all(pid != os.getpid() for pid in pids)
+        pids = [await pool.run(os.getpid) for _ in range(20)]
+        assert len(set(pids)) == 1
+        grown = [await pool.run(_grow, 40 * 2**20) for _ in range(3)]
+        assert grown[0] == pids[0] and len(set(grown)) == 3
+        assert await pool.run(os.getpid) not in (*grown, os.getpid())
     finally:
         pool.shutdown()
+
+
+_held: list[bytearray] = []
+
+
+def _grow(size: int) -> int:
+    """Hold `size` more bytes (touched, so resident) in this worker; its pid."""
+    _held.append(bytearray(b"x" * size))
+    return os.getpid()
 
 
 async def test_workers_start_before_the_first_task() -> None:

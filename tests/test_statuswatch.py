@@ -266,17 +266,38 @@ def test_worktrees_past_the_watch_budget_are_counted_every_time(tree: Repo, base
     budget = StatusWatch(max_watches=4)
     try:
         assert check(budget, small) == 1
-        held = budget.watch_count
-        assert 0 < held <= 4
+        assert 0 < budget.watch_count <= 4
         counted = Counted()
         for _ in range(2):
             assert check(budget, tree, counted) == 1
-        assert budget.watch_count == held
+            assert budget.watch_count <= 4
         tree.write("src/app/main.py", "print(2)\n")
         small.write("new.txt", "untracked\n")
         assert check(budget, tree) == 1
         assert check(budget, small) == 1
         assert check(budget, small) == 0
+        assert 0 < budget.watch_count <= 4
+    finally:
+        budget.close()
+
+
+def test_the_least_recent_worktree_makes_room_in_the_watch_budget(base_dir: Path) -> None:
+    main = init_repo(base_dir / "repo")
+    trees = [main.worktree(base_dir / f"t{i}", f"agent/{i}") for i in range(3)]
+    unlimited = StatusWatch()
+    for repo in trees[:2]:
+        check(unlimited, repo)
+    two_trees = unlimited.watch_count
+    unlimited.close()
+    budget = StatusWatch(max_watches=two_trees)
+    try:
+        for repo in trees:
+            assert check(budget, repo) == 1
+            assert budget.watch_count <= two_trees
+        counted = Counted()
+        assert check(budget, trees[2], counted) == 0
+        assert check(budget, trees[1], counted) == 0
+        assert check(budget, trees[0], counted) == 1
     finally:
         budget.close()
 

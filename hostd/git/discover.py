@@ -11,7 +11,7 @@ from typing import Any
 import pygit2
 
 from hostd.git.errors import GitError
-from hostd.git.paths import within
+from hostd.git.paths import real_path, within
 from hostd.git.status import dirty_count
 
 ZERO_SHA = "0" * 40
@@ -38,11 +38,11 @@ def find_repository(
     --show-toplevel` fails there. So does a repository whose git directory or common git
     directory lies outside base_dir (a `.git` file or linked worktree pointing out of it).
     """
-    real_base = os.path.realpath(base_dir)
-    real_path = os.path.realpath(path)
+    real_base = real_path(base_dir)
+    resolved = real_path(path)
     ceiling = os.path.dirname(real_base) if real_base != os.sep else ""
     try:
-        git_dir = pygit2.discover_repository(real_path, False, ceiling)
+        git_dir = pygit2.discover_repository(resolved, False, ceiling)
     except (pygit2.GitError, ValueError, OSError):
         return None
     if not git_dir:
@@ -53,11 +53,11 @@ def find_repository(
         return None
     if repo.is_bare or not repo.workdir:
         return None
-    workdir = os.path.realpath(repo.workdir)
-    if not within(workdir, real_base) or not within(real_path, workdir):
+    workdir = real_path(repo.workdir)
+    if not within(workdir, real_base) or not within(resolved, workdir):
         return None
-    for git_path in {os.path.realpath(repo.path), os.path.realpath(_common_dir(repo))}:
-        if within(real_path, git_path) or not within(git_path, real_base):
+    for git_path in {real_path(repo.path), real_path(_common_dir(repo))}:
+        if within(resolved, git_path) or not within(git_path, real_base):
             return None
     return repo
 
@@ -70,7 +70,7 @@ def open_workspace(
     repo = find_repository(path, base_dir, open_repo)
     if repo is None:
         raise GitError(f"not a git repository: {path}")
-    return Workspace(repo=repo, path=path, root=os.path.realpath(repo.workdir).rstrip(os.sep))
+    return Workspace(repo=repo, path=path, root=real_path(repo.workdir).rstrip(os.sep))
 
 
 def _common_dir(repo: pygit2.Repository) -> str:
@@ -85,7 +85,7 @@ def _common_dir(repo: pygit2.Repository) -> str:
 
 def common_dir(repo: pygit2.Repository) -> str:
     """The repository's shared git directory (the main `.git`, also for a linked worktree)."""
-    return os.path.realpath(_common_dir(repo))
+    return real_path(_common_dir(repo))
 
 
 def head_info(repo: pygit2.Repository) -> dict[str, Any]:
@@ -148,12 +148,26 @@ def _prune_reason(admin_dir: str) -> str | None:
     return None
 
 
+def linked_gitdir_files(common: str) -> list[str]:
+    """The `.git` file of each linked worktree, as its administrative folder records it."""
+    admin_root = os.path.join(common, "worktrees")
+    try:
+        names = sorted(os.listdir(admin_root))
+    except OSError:
+        return []
+    files = []
+    for name in names:
+        target = (_read(os.path.join(admin_root, name, "gitdir")) or "").strip()
+        files.append(target or os.path.join(admin_root, name))
+    return files
+
+
 def list_worktrees(repo: pygit2.Repository, base_dir: str | None = None) -> list[dict[str, Any]]:
     """Every worktree of the repository: main first, then linked ones sorted by path.
 
     With `base_dir`, linked worktrees whose real path lies outside it are left out.
     """
-    real_base = None if base_dir is None else os.path.realpath(base_dir)
+    real_base = None if base_dir is None else real_path(base_dir)
     common = common_dir(repo)
     main: dict[str, Any]
     main_repo_bare = os.path.basename(common) != ".git" and _is_bare(common)
@@ -174,7 +188,7 @@ def list_worktrees(repo: pygit2.Repository, base_dir: str | None = None) -> list
         if not os.path.isdir(admin):
             continue
         path = os.path.dirname(gitdir) if gitdir else admin
-        if real_base is not None and not within(os.path.realpath(path), real_base):
+        if real_base is not None and not within(real_path(path), real_base):
             continue
         entry: dict[str, Any] = {"path": path}
         entry.update(resolve_head_file(repo, _read(os.path.join(admin, "HEAD"))))
@@ -208,11 +222,16 @@ def probe(
     repo = find_repository(path, base_dir, open_repo)
     if repo is None:
         return {"path": path, "isGitRepo": False}
+    return probe_repository(path, repo, base_dir)
+
+
+def probe_repository(path: str, repo: pygit2.Repository, base_dir: str) -> dict[str, Any]:
+    """The probe body of `path`, found in `repo` (by `find_repository`)."""
     info = head_info(repo)
     body: dict[str, Any] = {
         "path": path,
         "isGitRepo": True,
-        "repoRoot": os.path.realpath(repo.workdir).rstrip(os.sep),
+        "repoRoot": real_path(repo.workdir).rstrip(os.sep),
     }
     if "branch" in info:
         body["branch"] = info["branch"]

@@ -10,6 +10,7 @@ import pygit2
 from hostd.git.discover import Workspace
 from hostd.git.errors import GitError
 from hostd.git.gatefile import read_declaration
+from hostd.git.memo import remembered
 from hostd.git.overlay import overlay_repository
 from hostd.git.refs import local_branch, resolve_base
 from hostd.git.replay import replay_conflicts, three_way_conflicts
@@ -101,18 +102,34 @@ def merge_preview(
 
 def _gates(repo: pygit2.Repository, strategy: str, base_id: pygit2.Oid) -> list[str]:
     """The land gates a land would run (the base commit's); `pr` runs none."""
-    return [] if strategy == "pr" else read_declaration(repo, str(base_id)).names
+    if strategy == "pr":
+        return []
+    names = remembered(
+        "gates", (base_id,), lambda: tuple(read_declaration(repo, str(base_id)).names)
+    )
+    return list(names)
 
 
 def _conflicts(
     repo: pygit2.Repository, strategy: str, head_sha: str, base_id: pygit2.Oid
 ) -> list[str] | None:
     """The conflicting paths landing would meet ([] when clean), None for unrelated histories."""
+    files = remembered(
+        "conflicts",
+        (strategy, head_sha, base_id),
+        lambda: _predicted_conflicts(repo, strategy, head_sha, base_id),
+    )
+    return None if files is None else list(files)
+
+
+def _predicted_conflicts(
+    repo: pygit2.Repository, strategy: str, head_sha: str, base_id: pygit2.Oid
+) -> tuple[str, ...] | None:
     with overlay_repository(repo) as overlay:
         head = overlay[head_sha].peel(pygit2.Commit)
         base = overlay[base_id].peel(pygit2.Commit)
         if overlay.merge_base(head.id, base.id) is None:
             return None
         if strategy == "pr":
-            return three_way_conflicts(overlay, base, head)
-        return replay_conflicts(overlay, head, base)
+            return tuple(three_way_conflicts(overlay, base, head))
+        return tuple(replay_conflicts(overlay, head, base))

@@ -10,6 +10,7 @@ import pygit2
 from hostd.git.discover import Workspace, head_info
 from hostd.git.errors import GitError
 from hostd.git.landing import unmerged_commits
+from hostd.git.memo import remembered
 from hostd.git.refs import resolve_base
 from hostd.git.status import dirty_count
 
@@ -47,7 +48,11 @@ def _state(repo: pygit2.Repository, base_ref: str | None, base_sha: str | None) 
     body["baseRef"] = base.name
     if head is None:
         return body
-    ahead, behind = repo.ahead_behind(head.id, base.commit.id)
+    ahead, behind = remembered(
+        "ahead_behind",
+        (head.id, base.commit.id),
+        lambda: repo.ahead_behind(head.id, base.commit.id),
+    )
     body["behind"] = behind
     body["ahead"] = ahead
     unmerged: list[pygit2.Commit] = []
@@ -89,7 +94,12 @@ def unlanded(
     """The commits of `head` whose change is not on `landing`; none when the trees are equal."""
     if head.tree_id == landing.tree_id:
         return []
-    return unmerged_commits(repo, head, landing)
+    ids = remembered(
+        "unlanded",
+        (head.id, landing.id),
+        lambda: tuple(c.id for c in unmerged_commits(repo, head, landing)),
+    )
+    return [repo[i].peel(pygit2.Commit) for i in ids]
 
 
 def short_shas(commits: list[pygit2.Commit]) -> list[str]:
@@ -104,7 +114,7 @@ def stranded_branches(
     found: list[dict[str, Any]] = []
     for name in sorted(_siblings(repo, stem)):
         tip = _branch_tip(repo, name)
-        if tip is None or tip.id == head.id or repo.descendant_of(head.id, tip.id):
+        if tip is None or tip.id == head.id or _contains(repo, head, tip):
             continue
         unmerged = unlanded(repo, tip, landing)
         if unmerged:
@@ -118,6 +128,12 @@ def stranded_branches(
             if len(found) == MAX_STRANDED:
                 break
     return found
+
+
+def _contains(repo: pygit2.Repository, head: pygit2.Commit, tip: pygit2.Commit) -> bool:
+    return remembered(
+        "descendant_of", (head.id, tip.id), lambda: repo.descendant_of(head.id, tip.id)
+    )
 
 
 def _strip_number(name: str) -> str:

@@ -8,7 +8,7 @@ import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
 from hostd.git.refs import head_tree
-from hostd.git.statuswatch import StatusWatch
+from hostd.git.statuswatch import StatusWatch, Token
 
 _INDEX_CHANGES = (
     FileStatus.INDEX_NEW
@@ -159,3 +159,9 @@ def dirty_count(repo: pygit2.Repository) -> int:
     if _watch is None:
         return tally(repo).count
     return _watch.count(repo, tally, retally)
+
+
+def answer_token(repo: pygit2.Repository, worktrees: bool = False) -> Token | None:
+    """What answers about this worktree depend on (see `StatusWatch.token`); None when this
+    process keeps no counts or cannot see the worktree's changes."""
+    return None if _watch is None else _watch.token(repo, worktrees)

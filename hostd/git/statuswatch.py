@@ -23,18 +23,20 @@ or HEAD happens.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import psutil
 import pygit2
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from hostd.git.paths import real_path
 from hostd.git.refs import head_tree
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ LOCAL_FILESYSTEMS = frozenset(
     ]
 )
 DEFAULT_MAX_DIRS = 20_000
-DEFAULT_MAX_WORKTREES = 64
+DEFAULT_MAX_WORKTREES = 1024
+MAX_REPOSITORIES = 256
 MAX_USER_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 
 _DIR_MASK = (
@@ -80,6 +83,11 @@ _MOVES = F.MOVED_FROM | F.MOVED_TO
 # Files in git directories whose change can change which files are ignored; in the common git
 # directory, the only names that matter to a linked worktree's status.
 _RULE_FILES = frozenset({"config", "config.worktree", "info"})
+# Files in a common git directory that change no ref (the main worktree's index is its own).
+_NOT_REFS = frozenset({"index", "COMMIT_EDITMSG", "description", "gc.pid", "gc.log", "logs"})
+# Files in a linked worktree's administrative folder that `git worktree list` reads.
+_LISTED = frozenset({"HEAD", "gitdir", "locked"})
+_generations = itertools.count(1)
 
 
 MAX_CHANGED_FILES = 256
@@ -99,6 +107,16 @@ class _Uncacheable(Exception):
     pass
 
 
+class Token(NamedTuple):
+    """What an answer about a worktree was computed under: equal tokens, equal answers."""
+
+    tree: int
+    rules: int
+    refs: int
+    worktrees: int
+    key: tuple[object, ...]
+
+
 @dataclass
 class _Tree:
     """One worktree: its watches and, when fresh, its cached count."""
@@ -106,6 +124,11 @@ class _Tree:
     workdir: str
     git_dirs: tuple[str, ...]
     cacheable: bool = True
+    # A new number whenever something in the worktree or its git directory may have changed;
+    # `rules` only when what may have changed is more than the content of some files (a
+    # folder, an attributes or ignore file, the index, HEAD, the configuration).
+    generation: int = field(default_factory=lambda: next(_generations))
+    rules: int = field(default_factory=lambda: next(_generations))
     tally: Tally | None = None
     key: tuple[object, ...] | None = None
     # Files (relative) with events since the tally; None when only a whole recount will do.
@@ -117,16 +140,52 @@ class _Tree:
     wds: set[int] = field(default_factory=set)
 
     @property
+    def name(self) -> str:
+        return self.workdir
+
+    @property
     def stale(self) -> bool:
         """Something happened since the tally was made."""
         return self.changed is None or bool(self.changed)
 
 
 @dataclass
+class _Common:
+    """A common git directory: watches on its refs (and the folder itself, for packed-refs
+    and HEAD) and on its worktrees' administrative folders, with a generation for each."""
+
+    path: str
+    refs: int = field(default_factory=lambda: next(_generations))
+    worktrees: int = field(default_factory=lambda: next(_generations))
+    cacheable: bool = True
+    scanned: bool = False
+    new_dirs: list[tuple[str, str]] = field(default_factory=list)
+    wds: set[int] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return "\0" + self.path
+
+    @property
+    def refs_dir(self) -> str:
+        return os.path.join(self.path, "refs")
+
+
+def _descends(common: _Common, path: str, role: str) -> bool:
+    """Are the folders in `path` watched too: every folder under refs/, and the worktrees'
+    administrative folders (not what is in them)."""
+    if role == "refs":
+        return path != common.path
+    return path == os.path.join(common.path, "worktrees")
+
+
+@dataclass
 class _Watch:
     path: str
     # Workdir of each worktree using the watch -> what the directory is to it: "tree",
-    # "gitdir", "common" or "info" (a main worktree's git dir is a linked one's common dir).
+    # "gitdir", "common" or "info" (a main worktree's git dir is a linked one's common dir);
+    # for a common git directory's own watches (keyed by its `_Common.name`): "refs" (the
+    # folder itself and the folders under refs/) or "worktrees" (worktrees/ and those in it).
     roles: dict[str, str] = field(default_factory=dict)
 
 
@@ -144,8 +203,32 @@ class StatusWatch:
         self.max_watches = max_watches
         self._inotify: INotify | None = None
         self._trees: OrderedDict[str, _Tree] = OrderedDict()
+        self._commons: OrderedDict[str, _Common] = OrderedDict()
         self._watches: dict[int, _Watch] = {}
         self.hits = 0
+
+    def token(self, repo: pygit2.Repository, worktrees: bool = False) -> Token | None:
+        """What answers about this worktree depend on, as of now; None when changes to it
+        cannot be seen (then nothing about it may be answered from memory). Watches are in
+        place when it returns, so any later change gives a different token. `worktrees`:
+        the answer also lists the repository's worktrees."""
+        tree = self._tree(repo)
+        if not tree.cacheable:
+            return None
+        common = self._common(tree.git_dirs[1])
+        self._drain()
+        key = _key(repo)
+        self._note_key(tree, key)
+        try:
+            self._watch_common(common)
+            self._update_watches(tree, repo)
+        except _Uncacheable as exc:
+            self._give_up(tree, str(exc))
+            return None
+        if not tree.cacheable or not common.cacheable:
+            return None
+        listed = common.worktrees if worktrees else 0
+        return Token(tree.generation, tree.rules, common.refs, listed, key)
 
     def count(self, repo: pygit2.Repository, full: Full[T], update: Update[T]) -> int:
         """The count of `full(repo)`, kept from the last call when nothing changed since, or
@@ -154,15 +237,10 @@ class StatusWatch:
         if not tree.cacheable:
             return full(repo).count
         self._drain()
-        key = _key(repo)
-        if tree.tally is not None and not tree.stale and tree.key == key:
+        self._note_key(tree, _key(repo))
+        if tree.tally is not None and not tree.stale:
             self.hits += 1
             return tree.tally.count
-        if tree.key is not None and tree.key != key:
-            # Which folders can matter depends on HEAD's tree and on the ignore rules.
-            tree.recheck_pruned = tree.recheck_pruned or key[0] != tree.key[0]
-            tree.rescan = tree.rescan or key[1:] != tree.key[1:]
-            tree.changed = None
         try:
             self._update_watches(tree, repo)
         except _Uncacheable as exc:
@@ -171,14 +249,25 @@ class StatusWatch:
         changed, tree.changed = tree.changed, set()
         if tree.tally is None or changed is None or not update(repo, tree.tally, changed):
             tree.tally = full(repo)
-        tree.key = key
         return tree.tally.count
+
+    @staticmethod
+    def _note_key(tree: _Tree, key: tuple[object, ...]) -> None:
+        """Take in HEAD's commit, the configuration and the global rule files as they are."""
+        if tree.key is not None and tree.key != key:
+            # Which folders can matter depends on HEAD's tree and on the ignore rules.
+            tree.recheck_pruned = tree.recheck_pruned or key[0] != tree.key[0]
+            tree.rescan = tree.rescan or key[1:] != tree.key[1:]
+            tree.changed = None
+            tree.generation = tree.rules = next(_generations)
+        tree.key = key
 
     def close(self) -> None:
         if self._inotify is not None:
             self._inotify.close()
         self._inotify = None
         self._trees.clear()
+        self._commons.clear()
         self._watches.clear()
 
     @property
@@ -188,8 +277,8 @@ class StatusWatch:
     # ------------------------------------------------------------ worktrees
 
     def _tree(self, repo: pygit2.Repository) -> _Tree:
-        workdir = os.path.realpath(repo.workdir)
-        git_dirs = (os.path.realpath(repo.path), os.path.realpath(_common_dir(repo)))
+        workdir = real_path(repo.workdir)
+        git_dirs = (real_path(repo.path), real_path(_common_dir(repo)))
         tree = self._trees.pop(workdir, None)
         if tree is not None and tree.git_dirs != git_dirs:  # another repository there now
             self._unwatch(tree)
@@ -205,6 +294,42 @@ class StatusWatch:
             _, oldest = self._trees.popitem(last=False)
             self._unwatch(oldest)
         return tree
+
+    def _common(self, path: str) -> _Common:
+        common = self._commons.pop(path, None) or _Common(path)
+        self._commons[path] = common
+        while len(self._commons) > MAX_REPOSITORIES:
+            _, oldest = self._commons.popitem(last=False)
+            self._unwatch(oldest)
+        return common
+
+    def _watch_common(self, common: _Common) -> None:
+        if not common.cacheable:
+            return
+        try:
+            if not common.scanned:
+                self._unwatch(common)
+                common.new_dirs[:] = [
+                    (common.path, "refs"),
+                    (common.refs_dir, "refs"),
+                    (os.path.join(common.path, "worktrees"), "worktrees"),
+                ]
+                common.scanned = True
+            while common.new_dirs:
+                path, role = common.new_dirs.pop()
+                if not os.path.isdir(path) or os.path.islink(path):
+                    continue
+                self._add(common, path, role)
+                if not _descends(common, path, role):
+                    continue
+                with contextlib.suppress(OSError):
+                    for entry in os.scandir(path):
+                        if entry.is_dir(follow_symlinks=False):
+                            common.new_dirs.append((entry.path, role))
+        except _Uncacheable as exc:
+            log.warning("answers about %s are not kept: %s", common.path, exc)
+            self._unwatch(common)
+            common.cacheable = False
 
     def _give_up(self, tree: _Tree, reason: str) -> None:
         log.warning("status of %s is no longer cached: %s", tree.workdir, reason)
@@ -266,7 +391,7 @@ class StatusWatch:
                 else:
                     pending.append(entry.path)
 
-    def _add(self, tree: _Tree, path: str, role: str) -> None:
+    def _add(self, owner: _Tree | _Common, path: str, role: str) -> None:
         if self._inotify is None:
             self._inotify = INotify(nonblocking=True)
         try:
@@ -276,30 +401,47 @@ class StatusWatch:
         except OSError as exc:
             raise _Uncacheable(f"inotify refused a watch on {path}: {exc.strerror}") from exc
         watch = self._watches.get(wd)
-        budget = self.max_watches
-        if watch is None and budget is not None and len(self._watches) >= budget:
+        if watch is None and not self._make_room(owner):
             with contextlib.suppress(OSError):
                 self._inotify.rm_watch(wd)
-            raise _Uncacheable(f"hostd's share of inotify watches ({budget}) is used up")
+            raise _Uncacheable(f"hostd's share of inotify watches ({self.max_watches}) is used up")
         if watch is None:
             watch = self._watches[wd] = _Watch(path)
         watch.path = path
-        watch.roles[tree.workdir] = role
-        tree.wds.add(wd)
+        watch.roles[owner.name] = role
+        owner.wds.add(wd)
 
-    def _unwatch(self, tree: _Tree) -> None:
-        for wd in tree.wds:
+    def _make_room(self, owner: _Tree | _Common) -> bool:
+        """Room for one more watch, made by unwatching the least recently asked worktrees."""
+        budget = self.max_watches
+        if budget is None:
+            return True
+        while len(self._watches) >= budget:
+            oldest = next((t for t in self._trees.values() if t.wds and t is not owner), None)
+            if oldest is None:
+                return False
+            self._unwatch(oldest)
+            oldest.tally = None
+        return True
+
+    def _unwatch(self, owner: _Tree | _Common) -> None:
+        for wd in owner.wds:
             watch = self._watches.get(wd)
             if watch is None:
                 continue
-            watch.roles.pop(tree.workdir, None)
+            watch.roles.pop(owner.name, None)
             if not watch.roles:
                 del self._watches[wd]
                 if self._inotify is not None:
                     with contextlib.suppress(OSError):  # gone with its directory
                         self._inotify.rm_watch(wd)
-        tree.wds.clear()
-        tree.rescan = True
+        owner.wds.clear()
+        if isinstance(owner, _Tree):
+            owner.rescan = True
+            owner.generation = owner.rules = next(_generations)
+        else:
+            owner.scanned = False
+            owner.refs = owner.worktrees = next(_generations)
 
     # ------------------------------------------------------------ events
 
@@ -314,16 +456,46 @@ class StatusWatch:
         if mask & F.Q_OVERFLOW:
             for tree in self._trees.values():
                 tree.rescan, tree.changed = True, None
+                tree.generation = tree.rules = next(_generations)
+            for common in self._commons.values():
+                common.scanned = False
+                common.refs = common.worktrees = next(_generations)
             return
         watch = self._watches.get(wd)
         if watch is None:
             return
         if mask & F.IGNORED:
             del self._watches[wd]
-        for workdir, role in watch.roles.items():
-            tree = self._trees.get(workdir)
+        for owner, role in watch.roles.items():
+            tree = self._trees.get(owner)
             if tree is not None:
                 self._invalidate(tree, role, watch.path, mask, name)
+            common = self._commons.get(owner[1:]) if owner.startswith("\0") else None
+            if common is not None:
+                self._invalidate_common(common, role, watch.path, mask, name)
+
+    @staticmethod
+    def _invalidate_common(common: _Common, role: str, path: str, mask: int, name: str) -> None:
+        if name.endswith(".lock"):
+            return
+        admin_root = os.path.join(common.path, "worktrees")
+        if path == common.path:
+            if name == "worktrees":
+                role = "worktrees"
+            elif name in _NOT_REFS:
+                return
+        elif role == "worktrees" and path != admin_root and name and name not in _LISTED:
+            return
+        if role == "refs":
+            common.refs = next(_generations)
+        else:
+            common.worktrees = next(_generations)
+        if mask & F.ISDIR and mask & (F.CREATE | F.MOVED_TO):
+            child = os.path.join(path, name)
+            if _descends(common, path, role) or child in (admin_root, common.refs_dir):
+                common.new_dirs.append((child, role))
+        if mask & _RESCAN:
+            common.scanned = False
 
     @staticmethod
     def _invalidate(tree: _Tree, role: str, path: str, mask: int, name: str) -> None:
@@ -331,11 +503,14 @@ class StatusWatch:
             return
         if role != "tree" and name.endswith(".lock"):
             return  # git takes locks even to change nothing; a change lands by renaming one
+        tree.generation = next(_generations)
         file_event = (
             role == "tree"
             and name not in ("", ".gitignore", ".git")
             and not mask & (F.ISDIR | _RESCAN | _GONE)
         )
+        if not file_event or name == ".gitattributes":
+            tree.rules = tree.generation
         if not file_event or tree.changed is None or len(tree.changed) >= MAX_CHANGED_FILES:
             tree.changed = None
         else:

@@ -1,0 +1,71 @@
+"""Answers of the read queries kept in a worker, each with what it was computed under.
+
+An answer is given again only while the status watch's token for its worktree is unchanged
+(no change to the worktree's files, its git directory, the repository's refs, the
+configuration or the ignore and attributes files), so it is exactly what a fresh computation
+would return. Large diffs are not kept.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+Body = dict[str, Any]
+
+MAX_ANSWERS = 4096
+MAX_WEIGHT = 48 * 2**20
+MAX_ANSWER_WEIGHT = 2**20
+_BASE_WEIGHT = 512
+
+
+class Answers:
+    """An LRU of bodies by query, bounded in count and in approximate size."""
+
+    def __init__(self, max_answers: int = MAX_ANSWERS, max_weight: int = MAX_WEIGHT) -> None:
+        self.max_answers = max_answers
+        self.max_weight = max_weight
+        self.weight = 0
+        self.hits = 0
+        self._kept: OrderedDict[Hashable, tuple[Hashable, Body, int]] = OrderedDict()
+
+    def get(self, query: Hashable, token: Hashable) -> Body | None:
+        """The body kept for `query` under an equal `token`; callers must not change it."""
+        kept = self._kept.get(query)
+        if kept is None or kept[0] != token:
+            return None
+        self._kept.move_to_end(query)
+        self.hits += 1
+        return kept[1]
+
+    def put(self, query: Hashable, token: Hashable, body: Body) -> None:
+        self._drop(query)
+        weight = _weight(body)
+        if weight > MAX_ANSWER_WEIGHT:
+            return
+        self._kept[query] = (token, body, weight)
+        self.weight += weight
+        while len(self._kept) > self.max_answers or self.weight > self.max_weight:
+            self._drop(next(iter(self._kept)))
+
+    def _drop(self, query: Hashable) -> None:
+        kept = self._kept.pop(query, None)
+        if kept is not None:
+            self.weight -= kept[2]
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self.weight = 0
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+def _weight(body: Body) -> int:
+    """About the bytes a body holds: its patches and file entries count, the rest is small."""
+    files = body.get("files")
+    if not isinstance(files, list):
+        return _BASE_WEIGHT
+    patches = sum(len(f.get("patch") or "") for f in files if isinstance(f, dict))
+    return _BASE_WEIGHT + 200 * len(files) + patches
