@@ -142,3 +142,49 @@ async def test_running_out_of_memory_ends_only_that_worker() -> None:
         assert pool.health()["degraded"] is False
     finally:
         pool.shutdown()
+
+
+async def test_tasks_preferring_one_busy_worker_are_shared_with_the_idle_one() -> None:
+    pool = GitPool(2)
+    try:
+        pool.start()
+        await wait_until(lambda: len(pool.pids()) == 2, what="started")
+        preferred = await pool.run(os.getpid, key="/base/repo")
+        pids = await asyncio.gather(
+            *(pool.run(_pid_after, 0.1, key="/base/repo") for _ in range(8))
+        )
+        assert preferred in pids
+        assert set(pids) & set(pool.pids()) - {preferred}
+    finally:
+        pool.shutdown()
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+async def test_kept_answers_survive_more_tasks_than_a_busy_minute(
+    base_dir: Path,
+) -> None:
+    from hostd import queries
+    from tests.gitrepo import init_repo
+
+    repo = init_repo(base_dir / "repo")
+    pool = GitPool(1, keep_status=True)
+    try:
+        args = (str(repo.path), str(base_dir), "main", None)
+        first = await pool.run(queries.state_body, *args)
+        pid = pool.pids()
+        for _ in range(300):
+            assert await pool.run(queries.state_body, *args) == first
+        assert pool.pids() == pid
+        assert await pool.run(_answers_given) >= 300
+    finally:
+        pool.shutdown()
+
+
+def _answers_given() -> int:
+    from hostd import queries
+
+    return queries.answers.hits

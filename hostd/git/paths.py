@@ -55,6 +55,6 @@ def check_request_path(raw: str | None, base_dir: str) -> str:
         exists = False
     if not exists:
         raise PathError(f"path does not exist: {path}")
-    if not within(os.path.realpath(path), os.path.realpath(base_dir)):
+    if not within(real_path(path), real_path(base_dir)):
         raise outside
     return path
