@@ -18,10 +18,12 @@ The workers come from multiprocessing's fork server, started without the current
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import resource
 import signal
@@ -30,15 +32,17 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from hostd.lifeline import guarded
+from hostd.workerlink import Link, WorkerExited, close_all, launch
 
 T = TypeVar("T")
 log = logging.getLogger("hostd.gitpool")
+
+# Registered after multiprocessing's own exit hook (imported above), so it runs first: the
+# workers see their sockets closed before multiprocessing waits for them to exit.
+atexit.register(close_all)
 
 RECYCLE_GROWTH = 256 * 2**20
 STEAL_AFTER = 0.02
@@ -175,22 +179,32 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _begin(settings: WorkerSettings) -> tuple[int, str]:
+    """A worker's first call: set itself up, then report like `_ready`."""
+    _start_worker(settings)
+    return _ready()
+
+
 class _Worker:
-    """One worker process and the executor that feeds it, one task at a time."""
+    """One worker process, one task at a time."""
 
     def __init__(self, pool: GitPool, settings: WorkerSettings, one_task: bool = False) -> None:
         self.pool = pool
         self.settings = settings
         self.one_task = one_task
-        self.executor: ProcessPoolExecutor | None = None
+        self.link: Link | None = None
         self.pid: int | None = None
         self.tasks = 0
         self.baseline_rss: int | None = None
         self.busy = False
         self.failed_at: float | None = None
-        # A task abandoned by its caller that a writing worker still runs.
-        self.abandoned: Future[Any] | None = None
-        self._ready: asyncio.Future[tuple[int, str]] | None = None
+        # The answer of a task abandoned by its caller that a writing worker still runs.
+        self.abandoned: asyncio.Future[Any] | None = None
+        self._ready: asyncio.Future[Link] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._ready is not None
 
     def start(self) -> None:
         """Start a fresh process; a previous one exits once its task (if any) is done."""
@@ -198,86 +212,78 @@ class _Worker:
         with _forkserver_environment() as saved:
             # Starts the fork server too, the first time or after it died.
             multiprocessing.forkserver.ensure_running()
-            settings = replace(self.settings, environ=saved)
-            executor = ProcessPoolExecutor(
-                1, mp_context=self.pool.context, initializer=_start_worker, initargs=(settings,)
-            )
-            started = executor.submit(_ready)
-        self.executor, self.tasks, self.pid, self.baseline_rss = executor, 0, None, None
-        self._ready = asyncio.wrap_future(started)
-        self._ready.add_done_callback(functools.partial(self._on_ready, executor))
+        start = functools.partial(_begin, replace(self.settings, environ=saved))
+        self.tasks, self.pid, self.baseline_rss = 0, None, None
+        ready = asyncio.ensure_future(launch(self.pool.context, start, self.settings.writes))
+        self._ready = ready
+        ready.add_done_callback(self._on_ready)
 
-    def _on_ready(self, executor: ProcessPoolExecutor, ready: asyncio.Future[Any]) -> None:
-        if executor is not self.executor:
-            return
+    def _on_ready(self, ready: asyncio.Future[Link]) -> None:
         if ready.cancelled():
             return
         exc = ready.exception()
+        if ready is not self._ready:
+            if exc is None:
+                ready.result().close()
+            return
         if exc is None:
-            self.pid, origin = ready.result()
+            self.link = ready.result()
+            self.pid = self.link.pid
             self.baseline_rss = _resident_bytes(self.pid)
             self.failed_at = None
-            self.pool.worker_ready(origin)
+            self.pool.worker_ready(self.link.started_with[1])
             return
         self.failed_at = time.monotonic()
-        if isinstance(exc, BrokenProcessPool):
+        if isinstance(exc, WorkerExited):
             reason = "a git worker exited while starting (its error is logged above)"
         else:
             reason = f"a git worker cannot start: {exc}"
         self.pool.worker_failed(reason)
 
     def stop(self, kill: bool = False) -> None:
-        if self.executor is None:
-            return
-        if kill and self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor, self.pid, self._ready = None, None, None
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
+        if self.link is not None:
+            self.link.close(kill)
+        self.link, self.pid, self._ready = None, None, None
 
-    async def _until_ready(self) -> None:
+    async def _until_ready(self) -> Link:
         if self.failed_at is not None and time.monotonic() - self.failed_at < RESTART_DELAY:
             raise WorkerFailed(self.pool.failure or "git workers cannot start")
-        if self.executor is None or self.failed_at is not None:
+        if self._ready is None or self.failed_at is not None:
             self.start()
         assert self._ready is not None
         try:
-            await asyncio.shield(self._ready)
+            return await asyncio.shield(self._ready)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise WorkerFailed(self.pool.failure or str(exc)) from exc
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        await self._until_ready()
-        executor = self.executor
-        assert executor is not None
-        job: Future[T] = (
-            executor.submit(guarded, fn, *args)
-            if self.settings.writes
-            else executor.submit(fn, *args)
-        )
+        link = await self._until_ready()
         self.tasks += 1
+        answer = asyncio.ensure_future(link.call(fn, *args))
         try:
-            return await asyncio.wrap_future(job)
+            return await asyncio.shield(answer)
         except asyncio.CancelledError:
-            if job.done():
+            if answer.done():
                 raise
             if self.settings.writes:  # never ended midway; busy until it is done
-                self.abandoned = job
+                self.abandoned = answer
             else:
-                self._restart(executor, kill=True)
+                self._restart(link, kill=True)
             raise
-        except BrokenProcessPool as exc:
-            self._restart(executor)
+        except WorkerExited as exc:
+            self._restart(link)
             raise WorkerFailed("the git worker ended during the work") from exc
         except MemoryError as exc:
-            self._restart(executor)
+            self._restart(link)
             limit = self.settings.memory_limit // 2**20
             raise WorkerFailed(f"the git work ran out of memory (limit {limit} MB)") from exc
         finally:
-            if self.executor is executor and self._grown():
-                self._restart(executor)
+            if self.link is link and self._grown():
+                self._restart(link)
 
     def _grown(self) -> bool:
         """Has the process grown by the pool's recycle growth since it started?"""
@@ -288,8 +294,8 @@ class _Worker:
             self.baseline_rss = rss
         return rss - self.baseline_rss >= self.pool.recycle_growth
 
-    def _restart(self, executor: ProcessPoolExecutor, kill: bool = False) -> None:
-        if executor is not self.executor:
+    def _restart(self, link: Link, kill: bool = False) -> None:
+        if link is not self.link:
             return
         self.stop(kill)
         if not self.one_task:
@@ -351,7 +357,7 @@ class GitPool:
     def start(self) -> None:
         """Start every worker now rather than at its first task."""
         for worker in self._workers:
-            if worker.executor is None:
+            if not worker.started:
                 worker.start()
 
     async def run(self, fn: Callable[..., T], *args: Any, key: str = "") -> T:
@@ -364,13 +370,12 @@ class GitPool:
             if worker.abandoned is None:
                 self._release(worker)
             else:
-                loop = asyncio.get_running_loop()
-                worker.abandoned.add_done_callback(
-                    lambda _: loop.call_soon_threadsafe(self._finish_abandoned, worker)
-                )
+                worker.abandoned.add_done_callback(lambda _: self._finish_abandoned(worker))
 
     def _finish_abandoned(self, worker: _Worker) -> None:
-        worker.abandoned = None
+        answer, worker.abandoned = worker.abandoned, None
+        if answer is not None and not answer.cancelled():
+            answer.exception()  # retrieved: nobody waits for it any more
         self._release(worker)
 
     async def _acquire(self, key: str) -> _Worker:

@@ -36,6 +36,7 @@ import pygit2
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from hostd.git.configkey import Values, config_values, last_value, stamp
 from hostd.git.paths import real_path
 from hostd.git.refs import head_tree
 
@@ -217,7 +218,7 @@ class StatusWatch:
             return None
         common = self._common(tree.git_dirs[1])
         self._drain()
-        key = _key(repo)
+        key = _key(repo, tree.git_dirs[1])
         self._note_key(tree, key)
         try:
             self._watch_common(common)
@@ -237,7 +238,7 @@ class StatusWatch:
         if not tree.cacheable:
             return full(repo).count
         self._drain()
-        self._note_key(tree, _key(repo))
+        self._note_key(tree, _key(repo, tree.git_dirs[1]))
         if tree.tally is not None and not tree.stale:
             self.hits += 1
             return tree.tally.count
@@ -569,40 +570,26 @@ def _ignored_and_untracked(
     return False
 
 
-def _key(repo: pygit2.Repository) -> tuple[object, ...]:
+def _key(repo: pygit2.Repository, common: str) -> tuple[object, ...]:
     """HEAD's commit, the configuration (whichever file, included ones too, set it) and the
     identity of the global ignore and attributes files."""
     try:
         head: object = repo.head.target
     except (pygit2.GitError, KeyError, ValueError):
         head = None
-    try:
-        config: object = tuple((entry.name, entry.raw_value) for entry in repo.config)
-    except pygit2.GitError:
-        config = None
-    return (head, config, *(_stamp(path) for path in _global_rule_files(repo)))
+    config = config_values(repo, common)
+    return (head, config, *(stamp(path) for path in _global_rule_files(config)))
 
 
-def _global_rule_files(repo: pygit2.Repository) -> list[str]:
+def _global_rule_files(config: Values | None) -> list[str]:
     """Global ignore and attributes files: both decide what a status reports."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     files = [os.path.join(xdg, "git", "ignore"), os.path.join(xdg, "git", "attributes")]
-    for key in ("core.excludesFile", "core.attributesFile"):
-        try:
-            value = repo.config[key]
-        except (KeyError, pygit2.GitError):
-            continue
+    for key in ("core.excludesfile", "core.attributesfile"):
+        value = last_value(config, key)
         if value:
-            files.append(os.path.expanduser(str(value)))
+            files.append(os.path.expanduser(value))
     return files
-
-
-def _stamp(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _why_uncacheable(workdir: str, git_dirs: tuple[str, ...]) -> str | None:
