@@ -415,6 +415,11 @@ def render_table(args: argparse.Namespace, r: Results) -> str:
             met(growth < RSS_GROWTH_LIMIT_MB),
         ),
     ]
+    return format_table(header, rows)
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table with aligned columns."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:

@@ -2,8 +2,8 @@
 
 The worker reads one pickled call at a time, `(fn, args)`, and answers `(True, result)` or
 `(False, exception)`, framed as `multiprocessing.connection` frames its messages. The daemon
-side reads and writes the socket with asyncio streams, on the event loop: no thread stands
-between a request and its worker, so a call costs two socket writes and two wake-ups.
+side reads and writes the socket with the calling loop's socket calls: no thread stands between
+a request and its worker, so a call costs two socket writes and two wake-ups.
 """
 
 from __future__ import annotations
@@ -69,16 +69,16 @@ def _answer(conn: Connection, reply: tuple[bool, Any]) -> bool:
 
 
 class Link:
-    """The daemon's end of one worker: its process and the socket to it."""
+    """The daemon's end of one worker: its process and the socket to it. Calls may come from
+    any event loop (one at a time)."""
 
-    def __init__(
-        self, process: BaseProcess, sock: socket.socket, reader: asyncio.StreamReader
-    ) -> None:
+    def __init__(self, process: BaseProcess, sock: socket.socket) -> None:
         self.process = process
         self.pid = process.pid
         self._sock = sock
-        self._reader = reader
-        self._writer: asyncio.StreamWriter | None = None
+        # The loop and task of the call in flight, to unhook it from the loop when closing.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
         # What the worker's start function returned.
         self.started_with: Any = None
         _links.add(self)
@@ -86,21 +86,38 @@ class Link:
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Send one call and wait for its answer; WorkerExited when the process ends first."""
         payload = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
-        assert self._writer is not None
-        self._writer.write(_frame(payload))
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        try:
+            await self._loop.sock_sendall(self._sock, _frame(payload))
+        except OSError as exc:
+            raise WorkerExited(str(exc)) from exc
         return await self.answer()
 
     async def answer(self) -> Any:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
         try:
-            size = _SMALL.unpack(await self._reader.readexactly(_SMALL.size))[0]
+            size = _SMALL.unpack(await self._receive(_SMALL.size))[0]
             if size == -1:
-                size = _LARGE.unpack(await self._reader.readexactly(_LARGE.size))[0]
-            ok, value = pickle.loads(await self._reader.readexactly(size))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+                size = _LARGE.unpack(await self._receive(_LARGE.size))[0]
+            ok, value = pickle.loads(await self._receive(size))
+        except OSError as exc:
             raise WorkerExited(str(exc)) from exc
         if not ok:
             raise value
         return value
+
+    async def _receive(self, size: int) -> bytearray:
+        loop = self._loop
+        assert loop is not None
+        data = bytearray(size)
+        view = memoryview(data)
+        got = 0
+        while got < size:
+            count = await loop.sock_recv_into(self._sock, view[got:])
+            if count == 0:
+                raise WorkerExited("the worker closed its end")
+            got += count
+        return data
 
     def close(self, kill: bool = False) -> None:
         """Close the socket (the worker exits once its call, if any, is done); `kill` ends it
@@ -108,11 +125,30 @@ class Link:
         if kill and self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
+        self._unhook()
         _shut(self._sock)
-        if self._writer is not None:
-            self._writer.close()
+        self._sock.close()
         _reap_later(self.process)
         _links.discard(self)
+
+    def _unhook(self) -> None:
+        """Take the socket off its loop at once: its number may be reused by the next socket
+        before a cancelled call has run its clean-up, which would then unhook that one."""
+        loop, task, self._loop, self._task = self._loop, self._task, None, None
+        if loop is not None and not loop.is_closed():
+            fd = self._sock.fileno()
+            if fd >= 0:
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
+        if task is not None and task is not _current_task():
+            task.cancel()
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
 
 
 async def launch(context: BaseContext, start: Callable[[], Any], writes: bool) -> Link:
@@ -130,9 +166,7 @@ async def launch(context: BaseContext, start: Callable[[], Any], writes: bool) -
     sock = socket.socket(fileno=os.dup(ours.fileno()))
     ours.close()
     sock.setblocking(False)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    link = Link(process, sock, reader)
-    link._writer = writer
+    link = Link(process, sock)
     try:
         link.started_with = await link.answer()
     except BaseException:

@@ -228,8 +228,15 @@ class Hostd:
                     child.kill()
             await self.proc.wait()
         if self._reader is not None:
+            # Processes it left behind may hold its stderr open a little longer.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 10)
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
+        if self.proc is not None:
+            # Closed on this loop: once the loop is closed, a transport left open fails in its
+            # finalizer whenever the collector gets to it (inside another test).
+            self.proc._transport.close()  # type: ignore[attr-defined]
 
     def dump(self) -> str:
         return "\n".join(self.lines[-80:])

@@ -101,3 +101,20 @@ def test_gate_checkout_benchmark_prints_every_row(tmp_path: Path) -> None:
         "ratio hostd / git",
     ):
         assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row
+
+
+def test_dashboard_benchmark_prints_every_row(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "dashboard.py"
+    argv = [sys.executable, str(script), "--quick", "--rounds", "1", "--requests", "100"]
+    argv += ["--workdir", str(tmp_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in (
+        "dashboard, 20 requests in 5 s: CPU",
+        "dashboard, 20 requests in 5 s: median / p99",
+        "whole tree RSS (PSS) with 20 worktrees",
+        "growth over 100 mixed requests",
+        "benchmark repository, 40 requests in 1 s: CPU",
+    ):
+        assert re.search(rf"^\| {re.escape(row)}.*\|.*\d", result.stdout, re.MULTILINE), row
+    assert "hostd answered with errors" not in result.stdout
