@@ -174,16 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     for load in loads:
         layout, _ = ensure_repo(args.workdir, load.spec, env)
         daemon = Daemon(args.workdir, env)
+        clients = Clients(daemon.port)
         try:
             daemon.wait_healthy()
-            clients = Clients(daemon.port)
             m = run_load(daemon, clients, load, layout.worktrees, args.rounds)
             rows += load_rows(load, m)
             if load is loads[0]:
                 rows += memory_rows(daemon, clients, layout.worktrees, args.requests)
             errors += clients.errors
-            clients.close()
         finally:
+            clients.close()
             daemon.stop()
     print(
         f"hostd dashboard benchmark: {CONCURRENCY} requests in flight; CPU of hostd's whole "
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 def load_rows(load: Load, m: Measured) -> list[tuple[str, ...]]:
     p99 = percentile(m.latencies, 0.99)
     what = f"{load.name}, {len(m.latencies)} requests in {m.seconds:.0f} s"
-    rows = [
+    return [
         (f"{what}: CPU", f"{m.cpu_share:.1%} of a core", "< 20 %", met(m.cpu_share < 0.2)),
         (
             f"{what}: median / p99",
@@ -214,7 +214,6 @@ def load_rows(load: Load, m: Measured) -> list[tuple[str, ...]]:
             met(p99 < 0.05) if load.name == "dashboard" else "",
         ),
     ]
-    return rows
 
 
 def memory_rows(
