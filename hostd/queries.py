@@ -40,6 +40,10 @@ _repositories = RepositoryCache()
 answers = Answers()
 # Per common git directory: the worktree-list generation and its worktrees' `.git` files.
 _gitdir_files: dict[str, tuple[int, list[str]]] = {}
+# Per common git directory: the worktree list of the last probe. An equal new list is replaced
+# by it, so the kept probe answers of a repository's worktrees hold one list, not one each.
+_worktree_lists: dict[str, list[Any]] = {}
+MAX_WORKTREE_LISTS = 256
 
 
 def _query(
@@ -108,14 +112,29 @@ def probe_body(path: str, base_dir: str) -> Body:
     def unopened() -> Body:
         return probe(path, base_dir, _repositories.open)
 
+    def probed(ws: Workspace) -> Body:
+        body = probe_repository(path, ws.repo, base_dir)
+        body["worktrees"] = _shared_list(common_dir(ws.repo), body["worktrees"])
+        return body
+
     return _query(
         path,
         base_dir,
-        lambda ws: probe_repository(path, ws.repo, base_dir),
+        probed,
         unopened,
         ("probe",),
         unopened,
     )
+
+
+def _shared_list(common: str, worktrees: list[Any]) -> list[Any]:
+    last = _worktree_lists.get(common)
+    if last == worktrees:
+        return last
+    if len(_worktree_lists) >= MAX_WORKTREE_LISTS:
+        _worktree_lists.clear()
+    _worktree_lists[common] = worktrees
+    return worktrees
 
 
 def state_body(path: str, base_dir: str, base_ref: str | None, base_sha: str | None) -> Body:

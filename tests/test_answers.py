@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from hostd import queries
 from hostd.git import memo
+from hostd.git.repocache import DEFAULT_AWAKE
 from hostd.git.status import keep_counts
 from tests.gitrepo import Repo, clone_with_origin, git, init_repo
 from tests.test_diff import git_numstat, numstat
@@ -338,3 +339,39 @@ def test_random_changes_between_answers_match_git(
         body, _ = asker.ask("state")
         assert seen_state(body) == oracle_state(agent)
         assert asker.ask("state") == (body, True)
+
+
+@pytest.mark.parametrize(
+    "name", ["a tracked file is edited", "a file is staged", "the worktree switches branch",
+             "the configuration changes"],
+)  # fmt: skip
+def test_a_change_is_seen_when_the_repository_handle_slept_meanwhile(
+    kept: None, work: tuple[Repo, Repo], base_dir: Path, name: str
+) -> None:
+    main, agent = work
+    siblings = [main.worktree(base_dir / f"s{i}", f"agent/s{i}") for i in range(DEFAULT_AWAKE)]
+    asker = Asker(agent, base_dir)
+    asker.ask("state")
+    for sibling in siblings:
+        Asker(sibling, base_dir).ask("state")
+    assert asker.ask("state")[1]
+    CHANGES[name](main, agent, base_dir)
+    for sibling in siblings:
+        Asker(sibling, base_dir).ask("state")
+    body, from_memory = asker.ask("state")
+    assert not from_memory
+    assert seen_state(body) == oracle_state(agent)
+
+
+def test_the_worktrees_of_one_repository_share_their_probe_list(
+    kept: None, work: tuple[Repo, Repo], base_dir: Path
+) -> None:
+    main, agent = work
+    other = main.worktree(base_dir / "other", "agent/other")
+    mine, theirs = Asker(agent, base_dir).ask("probe")[0], Asker(other, base_dir).ask("probe")[0]
+    assert mine["worktrees"] is theirs["worktrees"]
+    assert [w["path"] for w in mine["worktrees"]] == [
+        line.removeprefix("worktree ")
+        for line in main.git("worktree", "list", "--porcelain").splitlines()
+        if line.startswith("worktree ")
+    ]

@@ -54,3 +54,31 @@ def test_cache_is_bounded(base_dir: Path) -> None:
     repos = [cache.open(p) for p in paths]
     assert cache.open(paths[3]) is repos[3]
     assert cache.open(paths[0]) is not repos[0]
+
+
+def test_dormant_handles_load_again_what_changed_on_disk(base_dir: Path, repo: Repo) -> None:
+    cache = RepositoryCache(awake=1)
+    agents = [repo.worktree(base_dir / f"wt{i}", f"agent/{i}") for i in range(3)]
+    git_dirs = [git(a.path, "rev-parse", "--absolute-git-dir").strip() for a in agents]
+    handles = [cache.open(d) for d in git_dirs]
+    assert cache.awake_count() == 1
+    assert len(handles[0].index) == len(git(agents[0].path, "ls-files").splitlines())
+    agents[0].write("new.txt", "new\n")
+    agents[0].git("add", "new.txt")
+    agents[0].commit("more", {"b.txt": "b\n"})
+    woken = cache.open(git_dirs[0])
+    assert woken is handles[0]
+    assert cache.awake_count() == 1
+    assert len(woken.index) == len(git(agents[0].path, "ls-files").splitlines())
+    assert str(woken.head.target) == git(agents[0].path, "rev-parse", "HEAD").strip()
+    assert woken[woken.head.target].message == "more\n"
+
+
+def test_awake_handles_are_bounded_by_their_index_files(base_dir: Path, repo: Repo) -> None:
+    agents = [repo.worktree(base_dir / f"wt{i}", f"agent/{i}") for i in range(3)]
+    git_dirs = [git(a.path, "rev-parse", "--absolute-git-dir").strip() for a in agents]
+    index_size = (Path(git_dirs[0]) / "index").stat().st_size
+    cache = RepositoryCache(max_index_bytes=2 * index_size)
+    for git_dir in git_dirs:
+        cache.open(git_dir)
+    assert cache.awake_count() == 2
