@@ -59,6 +59,7 @@ def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
 
     import pygit2
 
+    from hostd.git.overlay import set_strict_object_creation
     from hostd.git.status import keep_counts
 
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
@@ -66,8 +67,8 @@ def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
 
     # Read queries write objects only into in-memory overlays, built from objects that exist;
     # skipping libgit2's existence check on every tree entry makes in-memory replays cheap.
-    # Workers that write to repositories (commands) keep the check.
-    pygit2.settings.enable_strict_object_creation(writes)
+    # Workers that write to repositories (commands) keep it for what reaches disk.
+    set_strict_object_creation(writes)
     pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
     keep_counts(keep_status)
 

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import pygit2
+import pytest
+from pygit2.enums import FileMode
 
-from hostd.git.overlay import overlay_repository
+from hostd.git.overlay import overlay_repository, set_strict_object_creation
 from tests.gitrepo import Repo, git, git_rc, init_repo
 
 OLD = 1_000_000_000  # 2001: any touch of a file moves its mtime away from this
@@ -106,3 +108,15 @@ def test_linked_worktree_and_alternates(base_dir: Path) -> None:
         assert head.tree["shared.txt"].data == b"from the alternate\n"
         _tree_with(overlay, head.tree, "x.txt", b"x\n")
     assert (borrower.state_fingerprint(), source.state_fingerprint()) == before
+
+
+def test_only_writes_into_an_overlay_skip_the_existence_check(tmp_path: Path) -> None:
+    repo = pygit2.Repository(str(init_repo(tmp_path / "r").path))
+    missing = pygit2.Oid(hex="1" * 40)
+    set_strict_object_creation(True)  # libgit2's default, and a command worker's
+    with overlay_repository(repo) as overlay:
+        builder = overlay.TreeBuilder()
+        builder.insert("ghost", missing, FileMode.BLOB)
+        assert builder.write() in overlay
+    with pytest.raises(pygit2.GitError):
+        repo.TreeBuilder().insert("ghost", missing, FileMode.BLOB)

@@ -18,6 +18,16 @@ from contextlib import contextmanager
 import pygit2
 
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+_strict = True
+
+
+def set_strict_object_creation(on: bool) -> None:
+    """libgit2's check, on every tree and commit written, that the objects it names exist: kept
+    for writes that reach a repository's disk. Writes into an overlay skip it: they stay in
+    memory and are built from objects read from the repository."""
+    global _strict
+    _strict = on
+    pygit2.settings.enable_strict_object_creation(on)
 
 
 class MemoryBackend(pygit2.OdbBackend):
@@ -84,8 +94,10 @@ def overlay_repository(repo: pygit2.Repository) -> Iterator[pygit2.Repository]:
     odb = pygit2.Odb()
     odb.add_backend(backend, 1)
     overlay.set_odb(odb)
+    pygit2.settings.enable_strict_object_creation(False)
     try:
         yield overlay
     finally:
+        pygit2.settings.enable_strict_object_creation(_strict)
         backend.objects.clear()
         overlay.free()
