@@ -93,6 +93,33 @@ def test_clean_agent_worktree_goes_with_its_branch(base_dir: Path, repo: Repo) -
     assert not wt.path.parent.exists() and wt.path.parent.parent.exists()
 
 
+def test_removal_deletes_every_folder_and_follows_no_symlink(
+    base_dir: Path, repo: Repo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the worktree's\n")
+    wt = workspace(repo, base_dir)
+    files = {f"d{i}/sub{j}/f{k}.txt": f"{i} {j} {k}\n" for i in range(6) for j in range(3)
+             for k in range(4)}  # fmt: skip
+    os.symlink(outside, wt.path / "linked-folder")
+    wt.commit("folders and links", files)
+    os.symlink(outside / "keep.txt", wt.path / "d0" / "linked-file")
+    wt.commit("a link to a file outside", {})
+    repo.git("merge", "-q", "--ff-only", "agent/one")
+    (wt.path / "d1" / "ignored-build").mkdir()
+    (wt.path / ".gitignore").write_text("ignored-build/\n")
+    wt.git("add", ".gitignore")
+    wt.git("commit", "-q", "-m", "ignore")
+    repo.git("merge", "-q", "--ff-only", "agent/one")
+    (wt.path / "d1" / "ignored-build" / "out.o").write_bytes(b"\0")
+    result = cleanup(base_dir, worktreePath=str(wt.path))
+    assert result["removed"] is True, result
+    assert_removed(repo, wt)
+    assert tree_files(outside) == {"keep.txt": b"not the worktree's\n"}
+    assert not any(p.name.startswith(".hostd-removing-") for p in wt.path.parent.parent.iterdir())
+
+
 def test_landed_commits_are_safe(base_dir: Path, repo: Repo) -> None:
     wt = workspace(repo, base_dir)
     wt.commit("agent work", {"a.txt": "a\n"})
