@@ -370,7 +370,8 @@ def _random_change(repo: Repo, op: str, rel: str) -> None:
     elif op == "ignore":
         (repo.path / ".gitignore").write_text(f"{rel}\n")
     elif op == "unstage folder":
-        repo.git("rm", "-q", "-r", "--cached", "--ignore-unmatch", str(Path(rel).parent))
+        # -f: the entries go even when staged content differs from both the file and HEAD
+        repo.git("rm", "-q", "-r", "-f", "--cached", "--ignore-unmatch", str(Path(rel).parent))
     elif op.startswith("untracked "):
         repo.git("config", "status.showUntrackedFiles", op.split()[1])
     elif op == "chmod" and path.is_file():
