@@ -127,6 +127,12 @@ def probe_body(path: str, base_dir: str) -> Body:
     )
 
 
+def as_json(query: Callable[..., Body], *args: Any) -> bytes:
+    """`query(*args)` as JSON text, as the API sends it: the worker encodes, the event loop
+    only forwards the bytes."""
+    return answers.encoded(query(*args))
+
+
 def _shared_list(common: str, worktrees: list[Any]) -> list[Any]:
     last = _worktree_lists.get(common)
     if last == worktrees:

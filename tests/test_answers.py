@@ -7,6 +7,7 @@ from memory.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostd import queries
+from hostd.answers import Answers
 from hostd.git import memo
 from hostd.git.repocache import DEFAULT_AWAKE
 from hostd.git.status import keep_counts
@@ -375,3 +377,18 @@ def test_the_worktrees_of_one_repository_share_their_probe_list(
         for line in main.git("worktree", "list", "--porcelain").splitlines()
         if line.startswith("worktree ")
     ]
+
+
+def test_a_kept_answer_is_encoded_once_and_its_text_counts_in_the_bound() -> None:
+    kept = Answers()
+    body: dict[str, Any] = {"files": [{"path": "a.txt", "patch": "+a\n"}], "dirtyCount": 1}
+    kept.put("query", "token", body)
+    weight = kept.weight
+    text = kept.encoded(body)
+    assert json.loads(text) == body
+    assert kept.encoded(body) is text
+    assert kept.weight == weight + len(text)
+    fresh = kept.encoded(dict(body))
+    assert fresh == text and fresh is not text
+    kept.put("query", "token 2", {"dirtyCount": 0})
+    assert kept.encoded(body) is not text

@@ -48,10 +48,12 @@ async def _workspace_query(
     except PathError as exc:
         return error(400, str(exc))
     try:
-        body = await request.app[pool_key].run(fn, path, base_dir, *extra, key=path)
+        text = await request.app[pool_key].run(
+            queries.as_json, fn, path, base_dir, *extra, key=path
+        )
     except WorkerFailed as exc:
         return error(503, str(exc))
-    return web.json_response(body)
+    return web.Response(body=text, content_type="application/json", charset="utf-8")
 
 
 async def probe(request: web.Request) -> web.Response:
