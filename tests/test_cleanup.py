@@ -14,6 +14,7 @@ from hostd.commands.cleanup import CleanupHandler, cleanup_in_worker, cleanup_pa
 from hostd.commands.local import run_locally
 from hostd.commands.target import Environment
 from hostd.config import load_config
+from hostd.git.cleanproof import MIN_INDEX_BYTES
 from tests.gitrepo import Repo, clone_with_origin, git, init_repo
 
 COMMITTER = "hostd <hostd@localhost>"
@@ -195,6 +196,40 @@ def test_dirty_worktree_is_refused(base_dir: Path, repo: Repo, dirty: Any) -> No
     wt = workspace(repo, base_dir)
     dirty(wt)
     assert_refused(base_dir, repo, [wt.path], "1 uncommitted change(s)", worktreePath=str(wt.path))
+
+
+@pytest.fixture
+def large_workspace(base_dir: Path, repo: Repo) -> Repo:
+    """A workspace whose index passes the size where the threaded clean proof is used."""
+    files = {f"folder-{n % 40:02}/sub-{n % 7}/file-number-{n:05}.txt": "" for n in range(4_000)}
+    repo.commit("many files", files)
+    wt = workspace(repo, base_dir)
+    assert (Path(wt.git("rev-parse", "--git-dir").strip()) / "index").stat().st_size > (
+        MIN_INDEX_BYTES
+    )
+    return wt
+
+
+@pytest.mark.parametrize(
+    "dirty",
+    [
+        lambda wt: wt.write("folder-07/sub-3/new.txt", "u\n"),
+        lambda wt: wt.write("folder-39/sub-1/file-number-00039.txt", "edited\n"),
+    ],
+    ids=["untracked", "unstaged"],
+)
+def test_a_large_dirty_worktree_is_refused(
+    base_dir: Path, repo: Repo, large_workspace: Repo, dirty: Any
+) -> None:
+    dirty(large_workspace)
+    paths = [large_workspace.path]
+    assert_refused(base_dir, repo, paths, "1 uncommitted change(s)", worktreePath=str(paths[0]))
+
+
+def test_a_large_clean_worktree_goes(base_dir: Path, repo: Repo, large_workspace: Repo) -> None:
+    result = cleanup(base_dir, worktreePath=str(large_workspace.path))
+    assert result["removed"] is True, result
+    assert_removed(repo, large_workspace)
 
 
 def test_ignored_files_count_as_clean(base_dir: Path, repo: Repo) -> None:

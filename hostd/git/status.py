@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pygit2
 from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
+from hostd.git.cleanproof import proven_clean
 from hostd.git.refs import head_tree
 from hostd.git.statuswatch import StatusWatch, Token
 
@@ -67,6 +68,8 @@ class Tally:
 def tally(repo: pygit2.Repository) -> Tally:
     """The whole status, counted from the working tree."""
     mode = untracked_mode(repo)
+    if proven_clean(repo, untracked=mode != "no"):
+        return Tally(mode, {}, 0, frozenset())
     lines: dict[str, int] = {}
     deleted: set[str] = set()
     added = False

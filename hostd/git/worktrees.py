@@ -20,6 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileStatus
 
+from hostd.git.cleanproof import proven_clean
 from hostd.git.discover import common_dir, find_repository, head_info, resolve_head_file
 from hostd.git.errors import RefusedError
 from hostd.git.paths import within
@@ -195,6 +196,8 @@ def uncommitted_changes(repo: pygit2.Repository) -> int:
     """Entries that hold uncommitted work: staged, unstaged, unmerged and untracked (an
     untracked folder counts once); ignored files do not count. `status.showUntrackedFiles` is
     not honoured: untracked files are deleted with the worktree."""
+    if proven_clean(repo, untracked=True):
+        return 0
     return sum(
         1
         for flags in repo.status(untracked_files="normal", ignored=False).values()
