@@ -17,8 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pygit2
 from pygit2 import Diff
 from pygit2.enums import DiffOption
-from pygit2.ffi import C, ffi
-from pygit2.utils import StrArray
+
+try:  # pygit2's C bindings: the diff call with a pathspec that Index.diff_to_workdir lacks
+    from pygit2.ffi import C, ffi
+    from pygit2.utils import StrArray
+except ImportError:  # another pygit2 layout: every worktree gets the full status
+    C = ffi = StrArray = None
 
 from hostd.git.refs import head_tree
 
@@ -34,7 +38,7 @@ def proven_clean(
     and (with `untracked`) no untracked file that is not ignored. False also for small
     worktrees (index file under `min_index_bytes`), where the full status is as fast."""
     workdir = repo.workdir
-    if workdir is None or repo.head_is_unborn:
+    if C is None or workdir is None or repo.head_is_unborn:
         return False
     try:
         if os.stat(os.path.join(repo.path, "index")).st_size < min_index_bytes:
@@ -85,5 +89,5 @@ def _group_clean(git_dir: str, names: list[str], untracked: bool, head: pygit2.O
             return len(Diff.from_c(bytes(ffi.buffer(out)[:]), repo)) == 0
         finally:
             repo.free()
-    except (pygit2.GitError, OSError, ValueError, UnicodeError):
+    except (pygit2.GitError, OSError, ValueError, UnicodeError, AttributeError, TypeError):
         return False
