@@ -59,6 +59,15 @@ class Repo:
         self.git(*args)
         return self.head()
 
+    def conflicted_merge(self, path: str) -> None:
+        """Leave a merge stopped on a conflict in `path`: `side` and the current branch
+        (`main`) both change it."""
+        self.git("checkout", "-q", "-b", "side")
+        self.commit("side", {path: "side\n"})
+        self.git("checkout", "-q", "main")
+        self.commit("main", {path: "main\n"})
+        self.git("merge", "-q", "side", check=False)
+
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
 

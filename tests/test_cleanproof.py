@@ -39,14 +39,6 @@ def _typechange(repo: Repo) -> None:
     os.symlink("../b.txt", repo.path / "d/e/c.txt")
 
 
-def _conflict(repo: Repo) -> None:
-    repo.git("checkout", "-q", "-b", "other")
-    repo.commit("other", {"d/e/c.txt": "other\n"})
-    repo.git("checkout", "-q", "main")
-    repo.commit("mine", {"d/e/c.txt": "mine\n"})
-    repo.git("merge", "-q", "other", check=False)
-
-
 CHANGES: dict[str, Callable[[Repo], None]] = {
     "a nested file is edited": lambda r: r.write("d/e/c.txt", "changed\n"),
     "a top-level file is edited": lambda r: r.write("z.txt", "changed\n"),
@@ -64,7 +56,7 @@ CHANGES: dict[str, Callable[[Repo], None]] = {
     "intent to add": lambda r: (r.write("i.txt", "i\n"), r.git("add", "-N", "i.txt")),
     "a mode change": lambda r: os.chmod(r.path / "d/b.txt", 0o755),
     "a file becomes a symlink": _typechange,
-    "a merge conflict": _conflict,
+    "a merge conflict": lambda r: r.conflicted_merge("d/e/c.txt"),
     "a name with a glob character": lambda r: r.write("d/[x]*.txt", "x\n"),
 }
 

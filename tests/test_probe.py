@@ -151,11 +151,7 @@ def test_dirty_count_with_a_deletion_staged_and_file_still_on_disk(repo: Repo) -
 
 
 def test_dirty_count_with_a_conflict(repo: Repo) -> None:
-    repo.git("checkout", "-q", "-b", "side")
-    repo.commit("side", {"README.md": "side\n"})
-    repo.git("checkout", "-q", "main")
-    repo.commit("main", {"README.md": "main\n"})
-    repo.git("merge", "-q", "side", check=False)
+    repo.conflicted_merge("README.md")
     assert dirty_count(pygit2.Repository(str(repo.path))) == porcelain_count(repo.path) == 1
 
 

@@ -68,8 +68,6 @@ class Tally:
 def tally(repo: pygit2.Repository) -> Tally:
     """The whole status, counted from the working tree."""
     mode = untracked_mode(repo)
-    if proven_clean(repo, untracked=mode != "no"):
-        return Tally(mode, {}, 0, frozenset())
     lines: dict[str, int] = {}
     deleted: set[str] = set()
     added = False
@@ -158,8 +156,15 @@ def limit_watches(budget: int | None) -> None:
 
 
 def dirty_count(repo: pygit2.Repository) -> int:
-    """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked."""
+    """Lines `git status --porcelain` would print: staged, unstaged, unmerged, untracked.
+
+    Where no counts are kept (the commands' workers, which mostly judge worktrees that are
+    clean, the CLI, `keep_status: false`) a large worktree is first proven clean on threads.
+    The status watch's counts are not: a dirty worktree would pay for the proof and the status.
+    """
     if _watch is None:
+        if proven_clean(repo, untracked=untracked_mode(repo) != "no"):
+            return 0
         return tally(repo).count
     return _watch.count(repo, tally, retally)
 
