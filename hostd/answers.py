@@ -14,12 +14,26 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from hostd.git.paths import Identity
+
 Body = dict[str, Any]
 
 MAX_ANSWERS = 4096
 MAX_WEIGHT = 48 * 2**20
 MAX_ANSWER_WEIGHT = 2**20
 _BASE_WEIGHT = 512
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What lets the daemon give a worker's answer again without asking the worker: the
+    worker's status-watch generation when the answer was made (see
+    `statuswatch.last_generation`), and the files no watch covers that it depends on, each
+    with its stamp (`configkey.stamp`) or identity (device and inode) as it was then."""
+
+    generation: int
+    stamps: tuple[tuple[str, Any], ...]
+    identities: tuple[tuple[str, Identity], ...]
 
 
 @dataclass

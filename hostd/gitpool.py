@@ -35,7 +35,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from hostd.workerlink import Link, WorkerExited, close_all, launch
+from inotify_simple import INotify
+
+from hostd.workerlink import InheritedFd, Link, WorkerExited, close_all, launch
 
 T = TypeVar("T")
 log = logging.getLogger("hostd.gitpool")
@@ -52,7 +54,9 @@ OBJECT_CACHE_BYTES = 64 * 2**20
 RESTART_DELAY = 10.0
 
 
-def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
+def _worker_init(
+    keep_status: bool = False, writes: bool = False, events_fd: int | None = None
+) -> None:
     from hostd.lifeline import exit_with_parent
 
     exit_with_parent()
@@ -60,7 +64,8 @@ def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
     import pygit2
 
     from hostd.git.overlay import set_strict_object_creation
-    from hostd.git.status import keep_counts
+    from hostd.git.status import SharedWatch, keep_counts
+    from hostd.workerlink import report_watch
 
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -70,7 +75,9 @@ def _worker_init(keep_status: bool = False, writes: bool = False) -> None:
     # Workers that write to repositories (commands) keep it for what reaches disk.
     set_strict_object_creation(writes)
     pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
-    keep_counts(keep_status)
+    keep_counts(keep_status, events_fd)
+    if events_fd is not None:
+        report_watch(SharedWatch())
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,9 @@ class WorkerSettings:
     watch_budget: int | None = None
     # Environment variables as they were before the fork server was started.
     environ: dict[str, str | None] = field(default_factory=dict)
+    # The inotify descriptor for the status watch: an InheritedFd in the daemon, its number
+    # in the worker.
+    events_fd: Any = None
 
 
 class WorkerFailed(Exception):
@@ -99,7 +109,7 @@ def _start_worker(settings: WorkerSettings) -> None:
     global _start_error
     _set_environ(settings.environ)
     try:
-        _worker_init(settings.keep_status, settings.writes)
+        _worker_init(settings.keep_status, settings.writes, settings.events_fd)
         _limit_memory(settings.memory_limit)
         _limit_watches(settings.watch_budget)
     except Exception as exc:  # reported by _ready, with its reason, once per failure
@@ -213,9 +223,16 @@ class _Worker:
         with _forkserver_environment() as saved:
             # Starts the fork server too, the first time or after it died.
             multiprocessing.forkserver.ensure_running()
-        start = functools.partial(_begin, replace(self.settings, environ=saved))
+        settings = replace(self.settings, environ=saved)
+        # The daemon polls a duplicate of the watch's descriptor to answer from memory.
+        events = INotify(nonblocking=True) if settings.keep_status else None
+        if events is not None:
+            settings = replace(settings, events_fd=InheritedFd(events.fileno()))
+        start = functools.partial(_begin, settings)
         self.tasks, self.pid, self.baseline_rss = 0, None, None
-        ready = asyncio.ensure_future(launch(self.pool.context, start, self.settings.writes))
+        ready = asyncio.ensure_future(
+            launch(self.pool.context, start, self.settings.writes, events)
+        )
         self._ready = ready
         ready.add_done_callback(self._on_ready)
 
@@ -261,12 +278,12 @@ class _Worker:
         except Exception as exc:
             raise WorkerFailed(self.pool.failure or str(exc)) from exc
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> tuple[T, Link]:
         link = await self._until_ready()
         self.tasks += 1
         answer = asyncio.ensure_future(link.call(fn, *args))
         try:
-            return await asyncio.shield(answer)
+            return await asyncio.shield(answer), link
         except asyncio.CancelledError:
             if answer.done():
                 raise
@@ -364,6 +381,10 @@ class GitPool:
     async def run(self, fn: Callable[..., T], *args: Any, key: str = "") -> T:
         """Run `fn(*args)` in a worker; `key` (e.g. the repository path) chooses the worker.
         Raises WorkerFailed when no worker could do it."""
+        return (await self.run_traced(fn, *args, key=key))[0]
+
+    async def run_traced(self, fn: Callable[..., T], *args: Any, key: str = "") -> tuple[T, Link]:
+        """`run`, and the link to the worker that did it (for `quiet_since`)."""
         worker = await self._acquire(key)
         try:
             return await worker.run(fn, *args)
@@ -436,6 +457,11 @@ class GitPool:
             chosen.future.set_result(worker)
             return
         worker.busy = False
+
+    def quiet_since(self, link: Link, generation: int) -> bool:
+        """Is `link` still one of the workers, with nothing its status watch knows about
+        changed since it reported `generation`?"""
+        return any(w.link is link for w in self._workers) and link.quiet_since(generation)
 
     def worker_ready(self, origin: str) -> None:
         import hostd

@@ -24,6 +24,11 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.recalled = Counter(
+            "hostd_workspace_answers_recalled",
+            "Workspace answers given again from the daemon's memory, without a git worker.",
+            registry=self.registry,
+        )
         self.commands = Counter(
             "hostd_commands",
             "Relay commands finished, by type and outcome.",

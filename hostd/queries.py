@@ -15,7 +15,7 @@ from typing import Any
 
 import pygit2
 
-from hostd.answers import Answers
+from hostd.answers import Answers, Ticket
 from hostd.git import memo
 from hostd.git.diff import MAX_FILE, workspace_diff
 from hostd.git.discover import (
@@ -27,12 +27,13 @@ from hostd.git.discover import (
     probe_repository,
 )
 from hostd.git.errors import GitError
+from hostd.git.paths import Identity, identity, real_path
 from hostd.git.preview import merge_preview
 from hostd.git.refs import local_branch, resolve_commit
 from hostd.git.repocache import RepositoryCache
 from hostd.git.state import workspace_state
-from hostd.git.status import answer_token, dirty_count
-from hostd.git.statuswatch import Token
+from hostd.git.status import answer_token, dirty_count, shares_events
+from hostd.git.statuswatch import Token, last_generation, unwatched_stamps
 
 Body = dict[str, Any]
 
@@ -44,6 +45,8 @@ _gitdir_files: dict[str, tuple[int, list[str]]] = {}
 # by it, so the kept probe answers of a repository's worktrees hold one list, not one each.
 _worktree_lists: dict[str, list[Any]] = {}
 MAX_WORKTREE_LISTS = 256
+# The ticket of the answer being made, for `as_json` to hand to the daemon.
+_ticket: Ticket | None = None
 
 
 def _query(
@@ -58,6 +61,8 @@ def _query(
     `unopened()` when there is no workspace at `path`. With a `kind` (the endpoint and its
     parameters), the answer is kept and given again while the worktree's token stays the
     same."""
+    global _ticket
+    folder = identity(path)
     try:
         ws = open_workspace(path, base_dir, _repositories.open)
     except GitError as exc:
@@ -66,19 +71,30 @@ def _query(
     token = answer_token(ws.repo, lists_worktrees) if kind else None
     if token is None:
         return _run(query, ws, on_error)
+    generation = last_generation()
+    stamps = unwatched_stamps(ws.repo, token)
+    identities: tuple[tuple[str, Identity], ...] = ((path, folder),)
     condition: tuple[Any, ...] = (token,)
     if lists_worktrees:
-        condition += _worktree_identities(ws.repo, token)
+        files = _worktree_gitdir_files(ws.repo, token)
+        condition += tuple(identity(file) for file in files)
+        identities += tuple(zip(files, condition[1:], strict=True))
     query_key = (*kind, path, base_dir)
-    kept = answers.get(query_key, condition)
-    if kept is not None:
-        return kept
-    with memo.scope((ws.repo.path, token.rules, token.key)):
-        try:
-            body = query(ws)
-        except GitError as exc:
-            return {**on_error(), "error": str(exc)}
-    answers.put(query_key, condition, body)
+    body = answers.get(query_key, condition)
+    if body is None:
+        with memo.scope((ws.repo.path, token.rules, token.key)):
+            try:
+                body = query(ws)
+            except GitError as exc:
+                return {**on_error(), "error": str(exc)}
+        answers.put(query_key, condition, body)
+    if (
+        stamps is not None
+        and shares_events()
+        and last_generation() == generation
+        and real_path(path) == ws.root
+    ):
+        _ticket = Ticket(generation, stamps, identities)
     return body
 
 
@@ -89,23 +105,15 @@ def _run(query: Callable[[Workspace], Body], ws: Workspace, on_error: Callable[[
         return {**on_error(), "error": str(exc)}
 
 
-def _worktree_identities(repo: pygit2.Repository, token: Token) -> tuple[Any, ...]:
-    """Which file each linked worktree's `.git` is now: a worktree folder deleted or replaced
-    without git knowing changes how `git worktree list` shows it, and raises no event that
-    the status watch sees."""
+def _worktree_gitdir_files(repo: pygit2.Repository, token: Token) -> list[str]:
+    """The `.git` file of each linked worktree: one deleted or replaced without git knowing
+    changes how `git worktree list` shows the worktree, and raises no event that the status
+    watch sees, so the answers that list worktrees depend on which file each one is."""
     common = common_dir(repo)
     known = _gitdir_files.get(common)
     if known is None or known[0] != token.worktrees:
         known = _gitdir_files[common] = (token.worktrees, linked_gitdir_files(common))
-    return tuple(_identity(path) for path in known[1])
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return (st.st_dev, st.st_ino)
+    return known[1]
 
 
 def probe_body(path: str, base_dir: str) -> Body:
@@ -127,10 +135,14 @@ def probe_body(path: str, base_dir: str) -> Body:
     )
 
 
-def as_json(query: Callable[..., Body], *args: Any) -> bytes:
-    """`query(*args)` as JSON text, as the API sends it: the worker encodes, the event loop
-    only forwards the bytes."""
-    return answers.encoded(query(*args))
+def as_json(query: Callable[..., Body], *args: Any) -> tuple[bytes, Ticket | None]:
+    """`query(*args)` as JSON text, as the API sends it (the worker encodes, the event loop
+    only forwards the bytes), with the ticket under which the daemon may give it again."""
+    global _ticket
+    _ticket = None
+    text = answers.encoded(query(*args))
+    ticket, _ticket = _ticket, None
+    return text, ticket
 
 
 def _shared_list(common: str, worktrees: list[Any]) -> list[Any]:
@@ -180,19 +192,27 @@ def _dirty_count(ws: Workspace) -> int:
 
 
 def preview_body(
-    path: str, base_dir: str, base_ref: str | None, base_sha: str | None, strategy: str | None
+    path: str,
+    base_dir: str,
+    base_ref: str | None,
+    base_sha: str | None,
+    strategy: str | None,
+    gh: bool | None = None,
 ) -> Body:
+    """`gh`: whether the `gh` CLI is installed (looked up when None)."""
+    if gh is None:
+        gh = gh_available()
+
     def unavailable() -> Body:
         body: Body = {
             "strategy": strategy if strategy in ("pr", "rebase-ff") else "rebase-ff",
             "hasRemote": False,
-            "ghAvailable": shutil.which("gh") is not None,
+            "ghAvailable": gh,
         }
         if base_ref or base_sha:
             body["baseRef"] = base_ref or base_sha
         return body
 
-    gh = shutil.which("gh") is not None
     return _query(
         path,
         base_dir,
@@ -200,6 +220,10 @@ def preview_body(
         unavailable,
         ("merge-preview", base_ref, base_sha, strategy, gh),
     )
+
+
+def gh_available() -> bool:
+    return shutil.which("gh") is not None
 
 
 def repository_folder(path: str) -> str:

@@ -27,7 +27,7 @@ for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "HOSTD_CONFIG"):
 
 import pytest  # noqa: E402
 
-from tests.gitrepo import Repo, init_repo  # noqa: E402
+from tests.gitrepo import Repo, clone_with_origin, init_repo  # noqa: E402
 
 pytest_plugins = ["tests.relay_harness"]
 
@@ -43,3 +43,17 @@ def base_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def repo(base_dir: Path) -> Repo:
     return init_repo(base_dir / "repo")
+
+
+@pytest.fixture
+def work(base_dir: Path) -> tuple[Repo, Repo]:
+    """A clone whose `main` tracks `origin/main`, and its worktree on `agent/one`, one commit
+    ahead and dirty."""
+    main, _ = clone_with_origin(base_dir)
+    main.commit("base", {"src/a.txt": "a\n", "src/b.txt": "b\n", "data.dat": "1\n2\n"})
+    main.git("push", "-q", "origin", "main")
+    agent = main.worktree(base_dir / "agent", "agent/one")
+    agent.commit("work", {"src/a.txt": "a2\n", "data.dat": "1\n3\n"})
+    agent.write("notes.txt", "untracked\n")
+    main.git("config", "core.excludesFile", str(base_dir / "excludes"))
+    return main, agent

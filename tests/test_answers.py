@@ -22,7 +22,7 @@ from hostd.answers import Answers
 from hostd.git import memo
 from hostd.git.repocache import DEFAULT_AWAKE
 from hostd.git.status import keep_counts
-from tests.gitrepo import Repo, clone_with_origin, git, init_repo
+from tests.gitrepo import Repo, git, init_repo
 from tests.test_diff import git_numstat, numstat
 
 
@@ -36,20 +36,6 @@ def kept() -> Iterator[None]:
     keep_counts(False)
     queries.answers.clear()
     memo.forget()
-
-
-@pytest.fixture
-def work(base_dir: Path) -> tuple[Repo, Repo]:
-    """A clone whose `main` tracks `origin/main`, and its worktree on `agent/one`, one commit
-    ahead and dirty."""
-    main, _ = clone_with_origin(base_dir)
-    main.commit("base", {"src/a.txt": "a\n", "src/b.txt": "b\n", "data.dat": "1\n2\n"})
-    main.git("push", "-q", "origin", "main")
-    agent = main.worktree(base_dir / "agent", "agent/one")
-    agent.commit("work", {"src/a.txt": "a2\n", "data.dat": "1\n3\n"})
-    agent.write("notes.txt", "untracked\n")
-    main.git("config", "core.excludesFile", str(base_dir / "excludes"))
-    return main, agent
 
 
 class Asker:
@@ -307,6 +293,27 @@ ACTIONS = st.lists(
 )
 
 
+def act(main: Repo, agent: Repo, step: int, action: str) -> None:
+    """One of ACTIONS, at `step` of a sequence."""
+    if action == "edit":
+        agent.write("README.md", f"edit {step}\n")
+    elif action == "add":
+        agent.write(f"dir{step % 2}/f{step}.txt", "new\n")
+    elif action == "commit":
+        agent.commit(f"c{step}", {f"c{step}.txt": "c\n"})
+    elif action == "base":
+        main.commit(f"b{step}", {f"b{step}.txt": "b\n"})
+    elif action == "stage":
+        agent.git("add", "-A")
+    elif action == "clean":
+        agent.git("reset", "-q", "--hard")
+        agent.git("clean", "-qfd")
+    elif action == "branch":
+        agent.git("switch", "-q", "-C", f"agent/s{step}")
+    else:
+        agent.write(".gitignore", "dir0/\n" if step % 2 else "")
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -321,23 +328,7 @@ def test_random_changes_between_answers_match_git(
     agent = main.worktree(base_dir / "agent", "agent/one")
     asker = Asker(agent, base_dir)
     for step, action in enumerate(actions):
-        if action == "edit":
-            agent.write("README.md", f"edit {step}\n")
-        elif action == "add":
-            agent.write(f"dir{step % 2}/f{step}.txt", "new\n")
-        elif action == "commit":
-            agent.commit(f"c{step}", {f"c{step}.txt": "c\n"})
-        elif action == "base":
-            main.commit(f"b{step}", {f"b{step}.txt": "b\n"})
-        elif action == "stage":
-            agent.git("add", "-A")
-        elif action == "clean":
-            agent.git("reset", "-q", "--hard")
-            agent.git("clean", "-qfd")
-        elif action == "branch":
-            agent.git("switch", "-q", "-C", f"agent/s{step}")
-        else:
-            agent.write(".gitignore", "dir0/\n" if step % 2 else "")
+        act(main, agent, step, action)
         body, _ = asker.ask("state")
         assert seen_state(body) == oracle_state(agent)
         assert asker.ask("state") == (body, True)

@@ -16,6 +16,7 @@ from hostd.git.statuswatch import watch_budget
 from hostd.gitpool import GitPool
 from hostd.health import LinkStatus, NoRelay
 from hostd.metrics import Metrics
+from hostd.recall import Recall
 
 LAG_PROBE_INTERVAL = 1.0
 GIT_WORKERS = max(2, min(4, os.cpu_count() or 2))
@@ -46,6 +47,7 @@ def create_app(
     )
     app[handlers.config_key] = config
     app[handlers.metrics_key] = metrics
+    app[handlers.recall_key] = Recall()
     app[handlers.link_key] = link or NoRelay()
     app[handlers.started_key] = time.monotonic()
     app[handlers.capabilities_key] = capabilities or handlers.CAPABILITIES

@@ -19,11 +19,13 @@ from hostd.git.paths import check_request_path
 from hostd.gitpool import GitPool, WorkerFailed
 from hostd.health import LinkStatus
 from hostd.metrics import CONTENT_TYPE_LATEST, Metrics
+from hostd.recall import Recall
 
 CAPABILITIES: dict[str, bool] = {"hostApi": True}
 
 config_key = web.AppKey("config", Config)
 pool_key = web.AppKey("pool", GitPool)
+recall_key = web.AppKey("recall", Recall)
 metrics_key = web.AppKey("metrics", Metrics)
 link_key = web.AppKey("link", LinkStatus)
 started_key = web.AppKey("started", float)
@@ -42,17 +44,26 @@ def _param(request: web.Request, name: str) -> str | None:
 async def _workspace_query(
     request: web.Request, fn: Callable[..., Any], *extra: Any
 ) -> web.Response:
-    base_dir = request.app[config_key].base_dir
+    app = request.app
+    base_dir = app[config_key].base_dir
     try:
         path = check_request_path(request.query.get("path"), base_dir)
     except PathError as exc:
         return error(400, str(exc))
-    try:
-        text = await request.app[pool_key].run(
-            queries.as_json, fn, path, base_dir, *extra, key=path
-        )
-    except WorkerFailed as exc:
-        return error(503, str(exc))
+    pool, recall = app[pool_key], app[recall_key]
+    query = (fn.__name__, path, *extra)
+    text = recall.get(query, pool.quiet_since)
+    if text is not None:
+        app[metrics_key].recalled.inc()
+    else:
+        try:
+            (text, ticket), link = await pool.run_traced(
+                queries.as_json, fn, path, base_dir, *extra, key=path
+            )
+        except WorkerFailed as exc:
+            return error(503, str(exc))
+        if ticket is not None:
+            recall.put(query, text, link, ticket)
     return web.Response(body=text, content_type="application/json", charset="utf-8")
 
 
@@ -84,6 +95,7 @@ async def merge_preview(request: web.Request) -> web.Response:
         _param(request, "baseRef"),
         _param(request, "baseSha"),
         _param(request, "strategy"),
+        queries.gh_available(),
     )
 
 

@@ -54,6 +54,13 @@ def config_values(repo: pygit2.Repository, common: str) -> Values | None:
     return values
 
 
+def source_stamps(repo: pygit2.Repository) -> tuple[tuple[str, Stamp], ...] | None:
+    """The files the values last returned for `repo` came from (or may come from), each with
+    its identity as it was before they were read; None when none were returned."""
+    kept = _kept.get(repo.path)
+    return None if kept is None else tuple(zip(kept[0], kept[1], strict=True))
+
+
 def _sources(git_dir: str, common: str) -> tuple[str, ...]:
     files = [os.path.join(common, "config"), os.path.join(git_dir, "config.worktree")]
     for level, name in _LEVEL_FILES.items():

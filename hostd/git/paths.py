@@ -25,6 +25,18 @@ def real_path(path: str) -> str:
     return resolved if resolved.startswith(os.sep) else os.path.realpath(path)
 
 
+Identity = tuple[int, int] | None
+
+
+def identity(path: str) -> Identity:
+    """Which file `path` names now (device and inode, symlinks followed); None if none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def within(path: str, root: str) -> bool:
     """True when `path` is `root` or lies below it (both absolute and normalised)."""
     if path == root:

@@ -2,9 +2,9 @@
 
 A cached handle stays correct: libgit2 reads refs and HEAD from disk on every lookup, refreshes
 config files and pack lists when they change, and the index is re-read here when its file
-changed. A handle whose git directory disappeared is dropped. The worktrees of one repository
-share one object database (its packs, their maps and the cache of read objects), opened on the
-common git directory.
+changed. A handle whose git directory disappeared, or is another folder now, is dropped. The
+worktrees of one repository share one object database (its packs, their maps and the cache of
+read objects), opened on the common git directory.
 
 Only the most recently used handles stay awake, holding what libgit2 loaded for them (the
 index, the objects read, the configuration). Older ones are dormant: released with `free()`,
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import pygit2
 
+from hostd.git.paths import Identity, identity
+
 DEFAULT_SIZE = 512
 DEFAULT_AWAKE = 32
 # Bytes of index files the awake handles may hold together; loaded, an index takes a few times
@@ -33,6 +35,7 @@ DEFAULT_MAX_INDEX_BYTES = 64 * 2**20
 class _Kept:
     repo: pygit2.Repository
     index_bytes: int
+    folder: Identity
     awake: bool = True
 
 
@@ -49,11 +52,12 @@ class RepositoryCache:
         self.awake = awake
         self.max_index_bytes = max_index_bytes
         self._repos: OrderedDict[str, _Kept] = OrderedDict()
-        self._odbs: dict[str, pygit2.Odb] = {}
+        self._odbs: dict[str, tuple[Identity, pygit2.Odb]] = {}
 
     def open(self, git_dir: str) -> pygit2.Repository:
         kept = self._repos.pop(git_dir, None)
-        if kept is not None and os.path.isdir(git_dir):
+        folder = identity(git_dir)
+        if kept is not None and folder is not None and folder == kept.folder:
             repo = kept.repo
             if not kept.awake:
                 repo.free()  # whatever was loaded while it slept may be stale
@@ -66,7 +70,7 @@ class RepositoryCache:
                 kept.repo.free()
             repo = pygit2.Repository(git_dir)
             self._share_objects(repo)
-        self._repos[git_dir] = _Kept(repo, _index_bytes(git_dir, repo))
+        self._repos[git_dir] = _Kept(repo, _index_bytes(git_dir, repo), folder)
         self._settle()
         return repo
 
@@ -90,15 +94,15 @@ class RepositoryCache:
         common = _linked_common_dir(repo.path)
         if common is None:
             return
-        odb = self._odbs.get(common)
-        if odb is None:
-            objects = os.path.join(common, "objects")
+        objects = os.path.join(common, "objects")
+        folder = identity(objects)
+        kept = self._odbs.get(common)
+        if kept is None or kept[0] != folder:
             try:
-                odb = pygit2.Odb(objects)
+                kept = self._odbs[common] = (folder, pygit2.Odb(objects))
             except (pygit2.GitError, ValueError, OSError):
                 return
-            self._odbs[common] = odb
-        repo.set_odb(odb)
+        repo.set_odb(kept[1])
 
     def awake_count(self) -> int:
         return sum(kept.awake for kept in self._repos.values())

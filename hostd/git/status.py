@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pygit2
@@ -9,7 +10,7 @@ from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
 from hostd.git.cleanproof import proven_clean
 from hostd.git.refs import head_tree
-from hostd.git.statuswatch import StatusWatch, Token
+from hostd.git.statuswatch import StatusWatch, Token, last_generation
 
 _INDEX_CHANGES = (
     FileStatus.INDEX_NEW
@@ -141,12 +142,38 @@ def _listed_as_itself(
 _watch: StatusWatch | None = None
 
 
-def keep_counts(enabled: bool) -> None:
-    """Whether this process keeps counts between calls until inotify reports a change."""
+def keep_counts(enabled: bool, events_fd: int | None = None) -> None:
+    """Whether this process keeps counts between calls until inotify reports a change;
+    `events_fd`: the inotify descriptor to use (see `StatusWatch`)."""
     global _watch
     if _watch is not None:
         _watch.close()
-    _watch = StatusWatch() if enabled else None
+    _watch = StatusWatch(events_fd=events_fd) if enabled else None
+    if not enabled and events_fd is not None:
+        os.close(events_fd)
+
+
+def shares_events() -> bool:
+    """Does this process's status watch use an inotify descriptor another process reads?"""
+    return _watch is not None and _watch.shares_events
+
+
+class SharedWatch:
+    """What a git worker tells the daemon about its status watch, and takes from it (see
+    `hostd.workerlink.WatchReport`)."""
+
+    @staticmethod
+    def generation() -> int:
+        return last_generation()
+
+    @staticmethod
+    def feed(events: list[tuple[int, int, str]]) -> None:
+        if _watch is not None:
+            _watch.feed(events)
+
+    @staticmethod
+    def lock_blind() -> tuple[int, frozenset[int]]:
+        return (0, frozenset()) if _watch is None else _watch.lock_blind()
 
 
 def limit_watches(budget: int | None) -> None:

@@ -23,7 +23,6 @@ or HEAD happens.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 from collections import OrderedDict
@@ -36,8 +35,8 @@ import pygit2
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from hostd.git.configkey import Values, config_values, last_value, stamp
-from hostd.git.paths import real_path
+from hostd.git.configkey import Stamp, Values, config_values, last_value, source_stamps, stamp
+from hostd.git.paths import Identity, identity, real_path
 from hostd.git.refs import head_tree
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,19 @@ _RULE_FILES = frozenset({"config", "config.worktree", "info"})
 _NOT_REFS = frozenset({"index", "COMMIT_EDITMSG", "description", "gc.pid", "gc.log", "logs"})
 # Files in a linked worktree's administrative folder that `git worktree list` reads.
 _LISTED = frozenset({"HEAD", "gitdir", "locked"})
-_generations = itertools.count(1)
+_last_generation = 0
+
+
+def _next_generation() -> int:
+    global _last_generation
+    _last_generation += 1
+    return _last_generation
+
+
+def last_generation() -> int:
+    """The newest generation given out in this process: unchanged while nothing any status
+    watch of the process knows about changed (no event read, no watch added or removed)."""
+    return _last_generation
 
 
 MAX_CHANGED_FILES = 256
@@ -124,12 +135,15 @@ class _Tree:
 
     workdir: str
     git_dirs: tuple[str, ...]
+    # Which folders the workdir and git directories are (a folder moved away and another put
+    # in its place raises no event on the watches of the first).
+    folders: tuple[Identity, ...] = ()
     cacheable: bool = True
     # A new number whenever something in the worktree or its git directory may have changed;
     # `rules` only when what may have changed is more than the content of some files (a
     # folder, an attributes or ignore file, the index, HEAD, the configuration).
-    generation: int = field(default_factory=lambda: next(_generations))
-    rules: int = field(default_factory=lambda: next(_generations))
+    generation: int = field(default_factory=_next_generation)
+    rules: int = field(default_factory=_next_generation)
     tally: Tally | None = None
     key: tuple[object, ...] | None = None
     # Files (relative) with events since the tally; None when only a whole recount will do.
@@ -156,8 +170,9 @@ class _Common:
     and HEAD) and on its worktrees' administrative folders, with a generation for each."""
 
     path: str
-    refs: int = field(default_factory=lambda: next(_generations))
-    worktrees: int = field(default_factory=lambda: next(_generations))
+    folder: Identity = None
+    refs: int = field(default_factory=_next_generation)
+    worktrees: int = field(default_factory=_next_generation)
     cacheable: bool = True
     scanned: bool = False
     new_dirs: list[tuple[str, str]] = field(default_factory=list)
@@ -198,14 +213,26 @@ class StatusWatch:
         max_dirs: int = DEFAULT_MAX_DIRS,
         max_worktrees: int = DEFAULT_MAX_WORKTREES,
         max_watches: int | None = None,
+        events_fd: int | None = None,
     ) -> None:
+        """`events_fd`: an inotify descriptor to use (and own), which another process may
+        poll to learn whether events are waiting."""
         self.max_dirs = max_dirs
         self.max_worktrees = max_worktrees
         self.max_watches = max_watches
         self._inotify: INotify | None = None
+        self.shares_events = events_fd is not None
+        if events_fd is not None:
+            self._inotify = INotify(nonblocking=True)
+            os.dup2(events_fd, self._inotify.fileno(), inheritable=False)
+            os.close(events_fd)
         self._trees: OrderedDict[str, _Tree] = OrderedDict()
         self._commons: OrderedDict[str, _Common] = OrderedDict()
         self._watches: dict[int, _Watch] = {}
+        # Watches whose every role ignores names ending in `.lock`, numbered by version.
+        self._lock_blind: set[int] = set()
+        self._lock_blind_version = 0
+        self._lock_blind_frozen: tuple[int, frozenset[int]] = (0, frozenset())
         self.hits = 0
 
     def token(self, repo: pygit2.Repository, worktrees: bool = False) -> Token | None:
@@ -260,13 +287,15 @@ class StatusWatch:
             tree.recheck_pruned = tree.recheck_pruned or key[0] != tree.key[0]
             tree.rescan = tree.rescan or key[1:] != tree.key[1:]
             tree.changed = None
-            tree.generation = tree.rules = next(_generations)
+            tree.generation = tree.rules = _next_generation()
         tree.key = key
 
     def close(self) -> None:
         if self._inotify is not None:
             self._inotify.close()
         self._inotify = None
+        self.shares_events = False
+        _next_generation()
         self._trees.clear()
         self._commons.clear()
         self._watches.clear()
@@ -280,12 +309,13 @@ class StatusWatch:
     def _tree(self, repo: pygit2.Repository) -> _Tree:
         workdir = real_path(repo.workdir)
         git_dirs = (real_path(repo.path), real_path(_common_dir(repo)))
+        folders = tuple(identity(path) for path in (workdir, *git_dirs))
         tree = self._trees.pop(workdir, None)
-        if tree is not None and tree.git_dirs != git_dirs:  # another repository there now
-            self._unwatch(tree)
+        if tree is not None and (tree.git_dirs, tree.folders) != (git_dirs, folders):
+            self._unwatch(tree)  # another repository there now
             tree = None
         if tree is None:
-            tree = _Tree(workdir, git_dirs)
+            tree = _Tree(workdir, git_dirs, folders)
             reason = _why_uncacheable(workdir, tree.git_dirs)
             if reason is not None:
                 tree.cacheable = False
@@ -297,7 +327,12 @@ class StatusWatch:
         return tree
 
     def _common(self, path: str) -> _Common:
-        common = self._commons.pop(path, None) or _Common(path)
+        folder = identity(path)
+        common = self._commons.pop(path, None)
+        if common is not None and common.folder != folder:
+            self._unwatch(common)
+            common = None
+        common = common or _Common(path, folder)
         self._commons[path] = common
         while len(self._commons) > MAX_REPOSITORIES:
             _, oldest = self._commons.popitem(last=False)
@@ -411,6 +446,7 @@ class StatusWatch:
         watch.path = path
         watch.roles[owner.name] = role
         owner.wds.add(wd)
+        self._classify(wd)
 
     def _make_room(self, owner: _Tree | _Common) -> bool:
         """Room for one more watch, made by unwatching the least recently asked worktrees."""
@@ -436,15 +472,40 @@ class StatusWatch:
                 if self._inotify is not None:
                     with contextlib.suppress(OSError):  # gone with its directory
                         self._inotify.rm_watch(wd)
+            self._classify(wd)
         owner.wds.clear()
         if isinstance(owner, _Tree):
             owner.rescan = True
-            owner.generation = owner.rules = next(_generations)
+            owner.generation = owner.rules = _next_generation()
         else:
             owner.scanned = False
-            owner.refs = owner.worktrees = next(_generations)
+            owner.refs = owner.worktrees = _next_generation()
+
+    def _classify(self, wd: int) -> None:
+        watch = self._watches.get(wd)
+        blind = watch is not None and "tree" not in watch.roles.values()
+        if blind != (wd in self._lock_blind):
+            if blind:
+                self._lock_blind.add(wd)
+            else:
+                self._lock_blind.discard(wd)
+            self._lock_blind_version += 1
+
+    def lock_blind(self) -> tuple[int, frozenset[int]]:
+        """The watches (and a version number of the set) on which an event for a name ending
+        in `.lock` changes nothing: git takes such locks even to change nothing (`git status`
+        on the index), so another process may drop those events unseen."""
+        if self._lock_blind_frozen[0] != self._lock_blind_version:
+            self._lock_blind_frozen = (self._lock_blind_version, frozenset(self._lock_blind))
+        return self._lock_blind_frozen
 
     # ------------------------------------------------------------ events
+
+    def feed(self, events: list[tuple[int, int, str]]) -> None:
+        """Take in events `(wd, mask, name)` that another process read from this watch's
+        inotify descriptor, before any read here."""
+        for wd, mask, name in events:
+            self._apply(wd, mask, name)
 
     def _drain(self) -> None:
         if self._inotify is None:
@@ -457,16 +518,17 @@ class StatusWatch:
         if mask & F.Q_OVERFLOW:
             for tree in self._trees.values():
                 tree.rescan, tree.changed = True, None
-                tree.generation = tree.rules = next(_generations)
+                tree.generation = tree.rules = _next_generation()
             for common in self._commons.values():
                 common.scanned = False
-                common.refs = common.worktrees = next(_generations)
+                common.refs = common.worktrees = _next_generation()
             return
         watch = self._watches.get(wd)
         if watch is None:
             return
         if mask & F.IGNORED:
             del self._watches[wd]
+            self._classify(wd)
         for owner, role in watch.roles.items():
             tree = self._trees.get(owner)
             if tree is not None:
@@ -488,9 +550,9 @@ class StatusWatch:
         elif role == "worktrees" and path != admin_root and name and name not in _LISTED:
             return
         if role == "refs":
-            common.refs = next(_generations)
+            common.refs = _next_generation()
         else:
-            common.worktrees = next(_generations)
+            common.worktrees = _next_generation()
         if mask & F.ISDIR and mask & (F.CREATE | F.MOVED_TO):
             child = os.path.join(path, name)
             if _descends(common, path, role) or child in (admin_root, common.refs_dir):
@@ -504,7 +566,7 @@ class StatusWatch:
             return
         if role != "tree" and name.endswith(".lock"):
             return  # git takes locks even to change nothing; a change lands by renaming one
-        tree.generation = next(_generations)
+        tree.generation = _next_generation()
         file_event = (
             role == "tree"
             and name not in ("", ".gitignore", ".git")
@@ -579,6 +641,19 @@ def _key(repo: pygit2.Repository, common: str) -> tuple[object, ...]:
         head = None
     config = config_values(repo, common)
     return (head, config, *(stamp(path) for path in _global_rule_files(config)))
+
+
+def unwatched_stamps(repo: pygit2.Repository, token: Token) -> tuple[tuple[str, Stamp], ...] | None:
+    """The files outside every watch that an answer under `token` depends on (the
+    configuration files and the global ignore and attributes files), each with its identity
+    as the token saw it; call it right after `token`. None when unknown."""
+    config = source_stamps(repo)
+    if config is None:
+        return None
+    values = token.key[1]
+    rule_files = _global_rule_files(values if isinstance(values, tuple) else None)
+    stamps: tuple[Stamp, ...] = token.key[2:]  # type: ignore[assignment]
+    return config + tuple(zip(rule_files, stamps, strict=True))
 
 
 def _global_rule_files(config: Values | None) -> list[str]:
