@@ -223,9 +223,11 @@ def memory_rows(
     warm = max(n // 10, 2 * len(ENDPOINTS) * len(trees))
     mixed_requests(clients, trees, warm)
     rss_before, pss_before = tree_memory(daemon.ps)
+    own_before = daemon.ps.memory_info().rss / 2**20
     pids_before = {p.pid for p in daemon.ps.children(recursive=True)}
     mixed_requests(clients, trees, n)
     rss_after, pss_after = tree_memory(daemon.ps)
+    own_after = daemon.ps.memory_info().rss / 2**20
     replaced = len(pids_before - {p.pid for p in daemon.ps.children(recursive=True)})
     growth = rss_after - rss_before
     return [
@@ -242,6 +244,7 @@ def memory_rows(
             met(rss_after < 400),
         ),
         (f"growth over {n} mixed requests", f"{growth:+.1f} MB", "none (< 8 MB)", met(growth < 8)),
+        ("of which the daemon, before / after", f"{own_before:.0f} / {own_after:.0f} MB", "", ""),
     ]
 
 

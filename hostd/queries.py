@@ -8,6 +8,7 @@ given again while nothing they depend on changed (`hostd.answers`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -137,11 +138,13 @@ def probe_body(path: str, base_dir: str) -> Body:
 
 def as_json(query: Callable[..., Body], *args: Any) -> tuple[bytes, Ticket | None]:
     """`query(*args)` as JSON text, as the API sends it (the worker encodes, the event loop
-    only forwards the bytes), with the ticket under which the daemon may give it again."""
+    only forwards the bytes), with the ticket under which the daemon may give it again. The
+    text of an answer with a ticket is not kept here too: the daemon keeps it."""
     global _ticket
     _ticket = None
-    text = answers.encoded(query(*args))
+    body = query(*args)
     ticket, _ticket = _ticket, None
+    text = json.dumps(body).encode() if ticket is not None else answers.encoded(body)
     return text, ticket
 
 

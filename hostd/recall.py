@@ -21,7 +21,7 @@ from hostd.git.paths import identity
 from hostd.workerlink import Link
 
 MAX_ENTRIES = 4096
-MAX_BYTES = 32 * 2**20
+MAX_BYTES = 16 * 2**20
 MAX_ENTRY_BYTES = 2**20
 
 Quiet = Callable[[Link, int], bool]
