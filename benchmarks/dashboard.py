@@ -126,13 +126,14 @@ def run_load(
     return Measured(latencies, (tree_cpu(daemon.ps) - cpu_before) / seconds, seconds)
 
 
-def mixed_requests(clients: Clients, trees: list[Path], n: int) -> None:
-    """`n` requests of every endpoint over the worktrees, one worktree edited every 200."""
+def mixed_requests(clients: Clients, trees: list[Path], n: int, start: int = 0) -> None:
+    """`n` requests of every endpoint over the worktrees, one worktree edited every 200;
+    `start`: where in that sequence to begin."""
     names = list(ENDPOINTS)
     batch = 200
-    for first in range(0, n, batch):
+    for first in range(start, start + n, batch):
         edit_tracked_file(trees[(first // batch) % len(trees)])
-        count = min(batch, n - first)
+        count = min(batch, start + n - first)
         clients.send(
             [
                 query_url(names[i % len(names)], trees[(i // len(names)) % len(trees)])
@@ -225,7 +226,11 @@ def memory_rows(
     rss_before, pss_before = tree_memory(daemon.ps)
     own_before = daemon.ps.memory_info().rss / 2**20
     pids_before = {p.pid for p in daemon.ps.children(recursive=True)}
-    mixed_requests(clients, trees, n)
+    quarter = -(-n // 4 // 200) * 200
+    series = []
+    for start in range(0, n, quarter):
+        mixed_requests(clients, trees, min(quarter, n - start), start)
+        series.append(f"{tree_memory(daemon.ps)[0] - rss_before:+.1f}")
     rss_after, pss_after = tree_memory(daemon.ps)
     own_after = daemon.ps.memory_info().rss / 2**20
     replaced = len(pids_before - {p.pid for p in daemon.ps.children(recursive=True)})
@@ -244,6 +249,7 @@ def memory_rows(
             met(rss_after < 400),
         ),
         (f"growth over {n} mixed requests", f"{growth:+.1f} MB", "none (< 8 MB)", met(growth < 8)),
+        (f"growth after each {quarter} of them", " / ".join(series) + " MB", "", ""),
         ("of which the daemon, before / after", f"{own_before:.0f} / {own_after:.0f} MB", "", ""),
     ]
 

@@ -6,7 +6,7 @@ its messages. The daemon side reads and writes the socket with the calling loop'
 no thread stands between a request and its worker, so a call costs two socket writes and two
 wake-ups.
 
-A worker whose status watch uses an inotify descriptor the daemon holds too (`Link.events`)
+A worker whose status watch uses an inotify descriptor the daemon holds too (see `Link`)
 reports its `WatchReport` with each answer (`watch`: its generation, and which watches ignore
 `.lock` names), so the daemon knows, while the worker is idle, whether anything it watches
 changed: the daemon reads the waiting events itself, drops the ones the worker would ignore
