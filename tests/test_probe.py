@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
 from hostd.git.discover import probe
+from hostd.git.refs import reference
 from hostd.git.status import dirty_count
 from tests.gitrepo import Repo, git, init_repo
 
@@ -162,3 +164,18 @@ def test_probe_changes_nothing(base_dir: Path, repo: Repo) -> None:
     probe(str(repo.path), str(base_dir))
     assert repo.state_fingerprint() == before
     assert os.stat(repo.path / ".git" / "index").st_mtime_ns == index_mtime
+
+
+def test_reference_lookups_keep_no_hold_on_the_names_they_are_given(repo: Repo) -> None:
+    """pygit2 keeps a reference to each name string it looks up; a name built for each of a
+    probe's 200 worktree lookups would then never be freed."""
+    handle = pygit2.Repository(str(repo.path))
+    head = repo.head()
+    for suffix in ("main", "no-such-branch"):
+        name = "".join(["refs/heads/", suffix])
+        held = sys.getrefcount(name)
+        found = [reference(handle, "".join(["refs/heads/", suffix])) for _ in range(3)]
+        found.append(reference(handle, name))
+        assert sys.getrefcount(name) == held
+        expected = head if suffix == "main" else None
+        assert [None if f is None else str(f.target) for f in found] == [expected] * 4

@@ -12,6 +12,7 @@ import pygit2
 
 from hostd.git.errors import GitError
 from hostd.git.paths import real_path, within
+from hostd.git.refs import reference
 from hostd.git.status import dirty_count
 
 ZERO_SHA = "0" * 40
@@ -121,7 +122,8 @@ def resolve_head_file(repo: pygit2.Repository, head_text: str | None) -> dict[st
         if ref.startswith("refs/heads/"):
             entry["branch"] = ref[len("refs/heads/") :]
         try:
-            entry["headSha"] = str(repo.references[ref].resolve().target)
+            found = reference(repo, ref)
+            entry["headSha"] = ZERO_SHA if found is None else str(found.resolve().target)
         except (KeyError, pygit2.GitError):
             entry["headSha"] = ZERO_SHA
     elif len(text) == 40:

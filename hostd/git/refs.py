@@ -88,3 +88,19 @@ def head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
         return repo.head.peel(pygit2.Tree)
     except (pygit2.GitError, KeyError, ValueError):
         return None
+
+
+_CANONICAL_NAMES = 4096
+_names: dict[str, str] = {}
+
+
+def reference(repo: pygit2.Repository, name: str) -> pygit2.Reference | None:
+    """`repo.references.get(name)`, through a bounded table of name strings: pygit2 keeps a
+    reference to every name string it looks up, so a name built afresh for each lookup would
+    never be freed (about 80 bytes a lookup); the same few string objects are used instead."""
+    canonical = _names.get(name)
+    if canonical is None:
+        if len(_names) >= _CANONICAL_NAMES:
+            _names.clear()
+        canonical = _names[name] = name
+    return repo.references.get(canonical)

@@ -11,7 +11,7 @@ from hostd.git.discover import Workspace, head_info
 from hostd.git.errors import GitError
 from hostd.git.landing import unmerged_commits
 from hostd.git.memo import remembered
-from hostd.git.refs import resolve_base
+from hostd.git.refs import reference, resolve_base
 from hostd.git.status import dirty_count
 
 MAX_UNMERGED_SHAS = 20
@@ -154,6 +154,7 @@ def _siblings(repo: pygit2.Repository, stem: str) -> list[str]:
 
 def _branch_tip(repo: pygit2.Repository, name: str) -> pygit2.Commit | None:
     try:
-        return repo.references["refs/heads/" + name].peel(pygit2.Commit)
+        found = reference(repo, "refs/heads/" + name)
+        return None if found is None else found.peel(pygit2.Commit)
     except (KeyError, ValueError, pygit2.GitError):
         return None
