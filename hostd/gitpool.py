@@ -64,7 +64,7 @@ def _worker_init(
     import pygit2
 
     from hostd.git.overlay import set_strict_object_creation
-    from hostd.git.status import SharedWatch, keep_counts
+    from hostd.git.status import keep_counts, kept_watch
     from hostd.workerlink import report_watch
 
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
@@ -76,8 +76,9 @@ def _worker_init(
     set_strict_object_creation(writes)
     pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
     keep_counts(keep_status, events_fd)
-    if events_fd is not None:
-        report_watch(SharedWatch())
+    watch = kept_watch()
+    if events_fd is not None and watch is not None:
+        report_watch(watch)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class _Worker:
             # Starts the fork server too, the first time or after it died.
             multiprocessing.forkserver.ensure_running()
         settings = replace(self.settings, environ=saved)
-        # The daemon polls a duplicate of the watch's descriptor to answer from memory.
+        # The daemon reads a duplicate of the watch's descriptor to answer from memory.
         events = INotify(nonblocking=True) if settings.keep_status else None
         if events is not None:
             settings = replace(settings, events_fd=InheritedFd(events.fileno()))

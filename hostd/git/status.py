@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import pygit2
@@ -10,7 +9,7 @@ from pygit2.enums import DeltaStatus, DiffFind, FileStatus
 
 from hostd.git.cleanproof import proven_clean
 from hostd.git.refs import head_tree
-from hostd.git.statuswatch import StatusWatch, Token, last_generation
+from hostd.git.statuswatch import StatusWatch, Token
 
 _INDEX_CHANGES = (
     FileStatus.INDEX_NEW
@@ -149,8 +148,6 @@ def keep_counts(enabled: bool, events_fd: int | None = None) -> None:
     if _watch is not None:
         _watch.close()
     _watch = StatusWatch(events_fd=events_fd) if enabled else None
-    if not enabled and events_fd is not None:
-        os.close(events_fd)
 
 
 def shares_events() -> bool:
@@ -158,22 +155,9 @@ def shares_events() -> bool:
     return _watch is not None and _watch.shares_events
 
 
-class SharedWatch:
-    """What a git worker tells the daemon about its status watch, and takes from it (see
-    `hostd.workerlink.WatchReport`)."""
-
-    @staticmethod
-    def generation() -> int:
-        return last_generation()
-
-    @staticmethod
-    def feed(events: list[tuple[int, int, str]]) -> None:
-        if _watch is not None:
-            _watch.feed(events)
-
-    @staticmethod
-    def lock_blind() -> tuple[int, frozenset[int]]:
-        return (0, frozenset()) if _watch is None else _watch.lock_blind()
+def kept_watch() -> StatusWatch | None:
+    """This process's status watch, if it keeps counts."""
+    return _watch
 
 
 def limit_watches(budget: int | None) -> None:

@@ -491,6 +491,10 @@ class StatusWatch:
                 self._lock_blind.discard(wd)
             self._lock_blind_version += 1
 
+    @staticmethod
+    def generation() -> int:
+        return last_generation()
+
     def lock_blind(self) -> tuple[int, frozenset[int]]:
         """The watches (and a version number of the set) on which an event for a name ending
         in `.lock` changes nothing: git takes such locks even to change nothing (`git status`
