@@ -4,12 +4,14 @@ pygit2 holds the GIL through whole libgit2 calls (status, index loads), so git w
 stalls the event loop; in worker processes it cannot. Each worker is one process running one
 task at a time. A task has a worker of its own by its key (a worktree's answers are kept in
 that worker), and waits briefly for it when it is busy; past `STEAL_AFTER` any idle worker
-takes it, and past `EXTRA_AFTER` with none idle, an extra worker (one task) starts for it, up
-to as many extra workers as workers. A task abandoned while it runs (its request past its
-deadline) ends its process, which is replaced at once. A worker is recycled when its resident
-memory has grown by `RECYCLE_GROWTH` since it started (what libgit2 and pygit2 caches and
-leaks can hold), not after a number of tasks, so what it keeps survives busy hours; each has
-an address-space limit too: running out of memory ends only that task and that process.
+takes it, as a guest (it keeps no answer and only a few guest worktrees' counts, so a
+worktree's memory is held by one worker, not by all), and past `EXTRA_AFTER` with none idle,
+an extra worker (one task) starts for it, up to as many extra workers as workers. A task
+abandoned while it runs (its request past its deadline) ends its process, which is replaced
+at once. A worker is recycled when its resident memory has grown by `RECYCLE_GROWTH` since it
+started (what libgit2 and pygit2 caches and leaks can hold), not after a number of tasks, so
+what it keeps survives busy hours; each has an address-space limit too: running out of memory
+ends only that task and that process.
 
 The workers come from multiprocessing's fork server, started without the current directory on
 `sys.path` (`python -c` would put it first), so they import what the daemon imports.
@@ -146,6 +148,14 @@ def _limit_watches(budget: int | None) -> None:
     from hostd.git.status import limit_watches
 
     limit_watches(budget)
+
+
+def _as_guest(fn: Callable[..., T], *args: Any) -> T:
+    """Run a task whose key another worker owns (see `hostd.git.status.as_guest`)."""
+    from hostd.git.status import as_guest
+
+    with as_guest():
+        return fn(*args)
 
 
 def _ready() -> tuple[int, str]:
@@ -388,7 +398,9 @@ class GitPool:
         """`run`, and the link to the worker that did it (for `quiet_since`)."""
         worker = await self._acquire(key)
         try:
-            return await worker.run(fn, *args)
+            if worker is self._owner(key) or not worker.settings.keep_status:
+                return await worker.run(fn, *args)
+            return await worker.run(_as_guest, fn, *args)
         finally:
             if worker.abandoned is None:
                 self._release(worker)
@@ -401,8 +413,11 @@ class GitPool:
             answer.exception()  # retrieved: nobody waits for it any more
         self._release(worker)
 
+    def _owner(self, key: str) -> _Worker:
+        return self._workers[zlib.crc32(key.encode()) % len(self._workers)]
+
     async def _acquire(self, key: str) -> _Worker:
-        preferred = self._workers[zlib.crc32(key.encode()) % len(self._workers)]
+        preferred = self._owner(key)
         if not preferred.busy:
             preferred.busy = True
             return preferred

@@ -33,7 +33,7 @@ from hostd.git.preview import merge_preview
 from hostd.git.refs import local_branch, resolve_commit
 from hostd.git.repocache import RepositoryCache
 from hostd.git.state import workspace_state
-from hostd.git.status import answer_token, dirty_count, shares_events
+from hostd.git.status import answer_token, dirty_count, guest, shares_events
 from hostd.git.statuswatch import Token, last_generation, unwatched_stamps
 
 Body = dict[str, Any]
@@ -61,7 +61,7 @@ def _query(
     """Run `query` on the workspace at `path`; a GitError becomes `on_error()` + `error`, or
     `unopened()` when there is no workspace at `path`. With a `kind` (the endpoint and its
     parameters), the answer is kept and given again while the worktree's token stays the
-    same."""
+    same (by the worktree's own worker: not in a guest task)."""
     global _ticket
     folder = identity(path)
     try:
@@ -88,7 +88,8 @@ def _query(
                 body = query(ws)
             except GitError as exc:
                 return {**on_error(), "error": str(exc)}
-        answers.put(query_key, condition, body)
+        if not guest():
+            answers.put(query_key, condition, body)
     if (
         stamps is not None
         and shares_events()

@@ -188,3 +188,44 @@ def _answers_given() -> int:
     from hostd import queries
 
     return queries.answers.hits
+
+
+async def test_a_task_taken_from_its_busy_worker_is_answered_but_not_kept_by_the_taker(
+    base_dir: Path,
+) -> None:
+    from tests.gitrepo import init_repo
+    from tests.test_state import expected_state
+
+    main = init_repo(base_dir / "repo")
+    tree = main.worktree(base_dir / "wt", "agent/x")
+    tree.commit("work", {"a.txt": "a\n"})
+    tree.write("dirty.txt", "d\n")
+    path = str(tree.path)
+    pool = GitPool(2, keep_status=True)
+    try:
+        pool.start()
+        await wait_until(lambda: len(pool.pids()) == 2, what="started")
+        owner = await pool.run(os.getpid, key=path)
+        busy = asyncio.create_task(pool.run(time.sleep, 0.5, key=path))
+        await wait_until(lambda: pool.health()["busy"] == 1, what="busy")
+        taker, body, kept, guests = await pool.run(_state_kept, path, str(base_dir), key=path)
+        await busy
+        assert taker != owner
+        assert body == expected_state(tree.path, "main")
+        assert (kept, guests) == (0, [os.path.realpath(path)])
+        again = await pool.run(_state_kept, path, str(base_dir), key=path)
+        assert again == (owner, body, 1, [])
+    finally:
+        pool.shutdown()
+
+
+def _state_kept(path: str, base_dir: str) -> tuple[int, dict, int, list[str]]:
+    """The state body, and what this worker keeps: answers, and guest worktrees watched."""
+    from hostd import queries
+    from hostd.git.status import kept_watch
+
+    body = queries.state_body(path, base_dir, "main", None)
+    watch = kept_watch()
+    assert watch is not None
+    guests = [t.workdir for t in watch._trees.values() if t.guest]
+    return os.getpid(), body, len(queries.answers), guests

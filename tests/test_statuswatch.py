@@ -11,11 +11,17 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hostd.git.status import Tally, retally, tally
-from hostd.git.statuswatch import LOCAL_FILESYSTEMS, StatusWatch, filesystem_type, watch_budget
+from hostd.git.statuswatch import (
+    LOCAL_FILESYSTEMS,
+    StatusWatch,
+    filesystem_type,
+    last_generation,
+    watch_budget,
+)
 from tests.gitrepo import Repo, git, init_repo
 
 
@@ -522,3 +528,92 @@ def test_file_by_file_follows_the_untracked_mode(watch: StatusWatch, tree: Repo,
     tree.write("src/lib/other.py", "o\n")
     (tree.path / "scratch/notes.txt").unlink()
     assert counts_after(watch, tree, lambda r: (r.path / "src/lib/new.py").unlink())[1] == 1
+
+
+def as_guest(watch: StatusWatch, repo: Repo, counted: Counted | None = None) -> int:
+    """`check`, asked by a guest task."""
+    watch.guest = True
+    try:
+        return check(watch, repo, counted)
+    finally:
+        watch.guest = False
+
+
+def test_guest_worktrees_past_their_bound_are_forgotten_least_recent_first(
+    base_dir: Path,
+) -> None:
+    main = init_repo(base_dir / "repo")
+    own, *guests = [main.worktree(base_dir / f"t{i}", f"agent/{i}") for i in range(4)]
+    few = StatusWatch(max_guests=2)
+    try:
+        check(few, own)
+        for repo in guests:
+            as_guest(few, repo)
+        few.guest = True
+        token = few.token(pygit2.Repository(str(guests[2].path)))
+        few.guest = False
+        assert as_guest(few, guests[2]) == 0 and as_guest(few, guests[1]) == 0
+        assert check(few, own) == 0
+        generation = last_generation()
+        assert as_guest(few, guests[0]) == 1
+        assert last_generation() > generation  # what was answered under the others is void
+        assert as_guest(few, guests[1]) == 0 and as_guest(few, guests[2]) == 1
+        few.guest = True
+        assert few.token(pygit2.Repository(str(guests[2].path))) != token
+    finally:
+        few.close()
+
+
+def test_an_own_task_makes_a_guest_worktree_own(base_dir: Path) -> None:
+    main = init_repo(base_dir / "repo")
+    trees = [main.worktree(base_dir / f"t{i}", f"agent/{i}") for i in range(3)]
+    one = StatusWatch(max_guests=1)
+    try:
+        as_guest(one, trees[0])
+        check(one, trees[0])
+        for repo in trees[1:]:
+            as_guest(one, repo)
+        assert check(one, trees[0]) == 0
+        assert as_guest(one, trees[1]) == 1
+    finally:
+        one.close()
+
+
+step = st.tuples(st.integers(0, 3), st.booleans(), st.booleans())
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(step, min_size=1, max_size=16))
+@example([(0, True, False), (1, True, True), (2, True, False), (0, True, False), (1, False, True)])
+def test_own_and_guest_worktrees_are_kept_as_their_bound_says(
+    steps: list[tuple[int, bool, bool]],
+) -> None:
+    """Random asks (own or guest, after an edit or not) over four worktrees: every count is
+    git's, and a count comes from memory exactly when its worktree is still held (own, or
+    among the most recent guests) and unchanged since it was last counted."""
+    with tempfile.TemporaryDirectory() as tmp:
+        main = init_repo(Path(tmp) / "r")
+        trees = [main.worktree(Path(tmp) / f"t{i}", f"agent/{i}") for i in range(4)]
+        watch = StatusWatch(max_guests=2)
+        own: set[int] = set()
+        guests: list[int] = []
+        edited = set(range(4))
+        try:
+            for n, (i, guest, edit) in enumerate(steps):
+                if edit:
+                    trees[i].write(f"f{n}.txt", "x\n")
+                    edited.add(i)
+                held = i in own or i in guests
+                expected = int(not held or i in edited)
+                assert (as_guest if guest else check)(watch, trees[i]) == expected
+                edited.discard(i)
+                if not guest:
+                    own.add(i)
+                    guests = [g for g in guests if g != i]
+                elif i not in own:
+                    guests = [*(g for g in guests if g != i), i][-2:]
+            for i, repo in enumerate(trees):
+                held = i in own or i in guests
+                assert check(watch, repo) == int(not held or i in edited)
+        finally:
+            watch.close()

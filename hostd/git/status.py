@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pygit2
@@ -158,6 +160,26 @@ def shares_events() -> bool:
 def kept_watch() -> StatusWatch | None:
     """This process's status watch, if it keeps counts."""
     return _watch
+
+
+@contextlib.contextmanager
+def as_guest() -> Iterator[None]:
+    """Within: the worktrees asked about are another worker's, whose task this process took
+    while that one was busy. Their counts stay only for the most recent few such worktrees
+    and their answers are not kept, so what is kept about a worktree is held once."""
+    if _watch is None:
+        yield
+        return
+    _watch.guest = True
+    try:
+        yield
+    finally:
+        _watch.guest = False
+
+
+def guest() -> bool:
+    """Is the current task a guest (see `as_guest`)?"""
+    return _watch is not None and _watch.guest
 
 
 def limit_watches(budget: int | None) -> None:

@@ -61,6 +61,7 @@ LOCAL_FILESYSTEMS = frozenset(
 )
 DEFAULT_MAX_DIRS = 20_000
 DEFAULT_MAX_WORKTREES = 1024
+DEFAULT_MAX_GUESTS = 16
 MAX_REPOSITORIES = 256
 MAX_USER_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 
@@ -153,6 +154,8 @@ class _Tree:
     new_dirs: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     wds: set[int] = field(default_factory=set)
+    # Only asked about by guest tasks (see `StatusWatch.guest`) since it was first watched.
+    guest: bool = False
 
     @property
     def name(self) -> str:
@@ -214,12 +217,20 @@ class StatusWatch:
         max_worktrees: int = DEFAULT_MAX_WORKTREES,
         max_watches: int | None = None,
         events_fd: int | None = None,
+        max_guests: int = DEFAULT_MAX_GUESTS,
     ) -> None:
         """`events_fd`: an inotify descriptor to use (and own), which another process may
-        poll to learn whether events are waiting."""
+        poll to learn whether events are waiting. `max_guests`: the worktrees asked about
+        only by guest tasks that stay watched, the most recent ones."""
         self.max_dirs = max_dirs
         self.max_worktrees = max_worktrees
         self.max_watches = max_watches
+        self.max_guests = max(max_guests, 1)
+        # Set while a task runs that another process owns (a worker that took it from a busy
+        # one): the worktrees it asks about first are guests, and only the most recent
+        # `max_guests` of them stay watched, so each worktree is held once, by its owner.
+        self.guest = False
+        self._guests: OrderedDict[str, None] = OrderedDict()
         self._inotify: INotify | None = None
         self.shares_events = events_fd is not None
         if events_fd is not None:
@@ -297,6 +308,7 @@ class StatusWatch:
         self.shares_events = False
         _next_generation()
         self._trees.clear()
+        self._guests.clear()
         self._commons.clear()
         self._watches.clear()
 
@@ -315,16 +327,33 @@ class StatusWatch:
             self._unwatch(tree)  # another repository there now
             tree = None
         if tree is None:
-            tree = _Tree(workdir, git_dirs, folders)
+            tree = _Tree(workdir, git_dirs, folders, guest=self.guest)
             reason = _why_uncacheable(workdir, tree.git_dirs)
             if reason is not None:
                 tree.cacheable = False
                 log.info("status of %s is not cached: %s", workdir, reason)
         self._trees[workdir] = tree
+        self._note_guest(tree)
         while len(self._trees) > self.max_worktrees:
             _, oldest = self._trees.popitem(last=False)
+            self._guests.pop(oldest.workdir, None)
             self._unwatch(oldest)
         return tree
+
+    def _note_guest(self, tree: _Tree) -> None:
+        """An own task makes a worktree own; past `max_guests`, the least recent guest
+        worktrees are unwatched and forgotten."""
+        if not self.guest:
+            tree.guest = False
+            self._guests.pop(tree.workdir, None)
+            return
+        if not tree.guest:
+            return
+        self._guests[tree.workdir] = None
+        self._guests.move_to_end(tree.workdir)
+        while len(self._guests) > self.max_guests:
+            oldest, _ = self._guests.popitem(last=False)
+            self._unwatch(self._trees.pop(oldest))
 
     def _common(self, path: str) -> _Common:
         folder = identity(path)
