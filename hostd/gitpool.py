@@ -51,7 +51,7 @@ atexit.register(close_all)
 RECYCLE_GROWTH = 256 * 2**20
 STEAL_AFTER = 0.02
 EXTRA_AFTER = 0.25
-OBJECT_CACHE_BYTES = 64 * 2**20
+OBJECT_CACHE_BYTES = 32 * 2**20
 # A worker that failed to start is not started again before this.
 RESTART_DELAY = 10.0
 
