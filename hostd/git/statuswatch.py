@@ -226,9 +226,9 @@ class StatusWatch:
         self.max_worktrees = max_worktrees
         self.max_watches = max_watches
         self.max_guests = max(max_guests, 1)
-        # Set while a task runs that another process owns (a worker that took it from a busy
-        # one): the worktrees it asks about first are guests, and only the most recent
-        # `max_guests` of them stay watched, so each worktree is held once, by its owner.
+        # Set while this process runs a task it took from another, busy worker: worktrees
+        # first asked about then are guests, and only the most recent `max_guests` of them
+        # stay watched, so each worktree is held once, by the worker it belongs to.
         self.guest = False
         self._guests: OrderedDict[str, None] = OrderedDict()
         self._inotify: INotify | None = None
