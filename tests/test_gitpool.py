@@ -227,5 +227,5 @@ def _state_kept(path: str, base_dir: str) -> tuple[int, dict, int, list[str]]:
     body = queries.state_body(path, base_dir, "main", None)
     watch = kept_watch()
     assert watch is not None
-    guests = [t.workdir for t in watch._trees.values() if t.guest]
+    guests = list(watch._guests)
     return os.getpid(), body, len(queries.answers), guests

@@ -532,11 +532,8 @@ def test_file_by_file_follows_the_untracked_mode(watch: StatusWatch, tree: Repo,
 
 def as_guest(watch: StatusWatch, repo: Repo, counted: Counted | None = None) -> int:
     """`check`, asked by a guest task."""
-    watch.guest = True
-    try:
+    with watch.as_guest():
         return check(watch, repo, counted)
-    finally:
-        watch.guest = False
 
 
 def test_guest_worktrees_past_their_bound_are_forgotten_least_recent_first(
@@ -549,17 +546,16 @@ def test_guest_worktrees_past_their_bound_are_forgotten_least_recent_first(
         check(few, own)
         for repo in guests:
             as_guest(few, repo)
-        few.guest = True
-        token = few.token(pygit2.Repository(str(guests[2].path)))
-        few.guest = False
+        with few.as_guest():
+            token = few.token(pygit2.Repository(str(guests[2].path)))
         assert as_guest(few, guests[2]) == 0 and as_guest(few, guests[1]) == 0
         assert check(few, own) == 0
         generation = last_generation()
         assert as_guest(few, guests[0]) == 1
         assert last_generation() > generation  # what was answered under the others is void
         assert as_guest(few, guests[1]) == 0 and as_guest(few, guests[2]) == 1
-        few.guest = True
-        assert few.token(pygit2.Repository(str(guests[2].path))) != token
+        with few.as_guest():
+            assert few.token(pygit2.Repository(str(guests[2].path))) != token
     finally:
         few.close()
 

@@ -167,14 +167,8 @@ def as_guest() -> Iterator[None]:
     """Within: the worktrees asked about are another worker's, whose task this process took
     while that one was busy. Their counts stay only for the most recent few such worktrees
     and their answers are not kept, so what is kept about a worktree is held once."""
-    if _watch is None:
+    with contextlib.nullcontext() if _watch is None else _watch.as_guest():
         yield
-        return
-    _watch.guest = True
-    try:
-        yield
-    finally:
-        _watch.guest = False
 
 
 def guest() -> bool:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -154,8 +154,6 @@ class _Tree:
     new_dirs: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     wds: set[int] = field(default_factory=set)
-    # Only asked about by guest tasks (see `StatusWatch.guest`) since it was first watched.
-    guest: bool = False
 
     @property
     def name(self) -> str:
@@ -220,16 +218,14 @@ class StatusWatch:
         max_guests: int = DEFAULT_MAX_GUESTS,
     ) -> None:
         """`events_fd`: an inotify descriptor to use (and own), which another process may
-        poll to learn whether events are waiting. `max_guests`: the worktrees asked about
-        only by guest tasks that stay watched, the most recent ones."""
+        poll to learn whether events are waiting. `max_guests` (at least one): the worktrees
+        asked about only in guest tasks (`as_guest`) that stay watched, the most recent ones."""
         self.max_dirs = max_dirs
         self.max_worktrees = max_worktrees
         self.max_watches = max_watches
         self.max_guests = max(max_guests, 1)
-        # Set while this process runs a task it took from another, busy worker: worktrees
-        # first asked about then are guests, and only the most recent `max_guests` of them
-        # stay watched, so each worktree is held once, by the worker it belongs to.
         self.guest = False
+        # Worktrees only guest tasks asked about, least recent first.
         self._guests: OrderedDict[str, None] = OrderedDict()
         self._inotify: INotify | None = None
         self.shares_events = events_fd is not None
@@ -327,30 +323,41 @@ class StatusWatch:
             self._unwatch(tree)  # another repository there now
             tree = None
         if tree is None:
-            tree = _Tree(workdir, git_dirs, folders, guest=self.guest)
+            tree = _Tree(workdir, git_dirs, folders)
+            if self.guest:
+                self._guests[workdir] = None
             reason = _why_uncacheable(workdir, tree.git_dirs)
             if reason is not None:
                 tree.cacheable = False
                 log.info("status of %s is not cached: %s", workdir, reason)
         self._trees[workdir] = tree
-        self._note_guest(tree)
+        self._note_guest(workdir)
         while len(self._trees) > self.max_worktrees:
             _, oldest = self._trees.popitem(last=False)
             self._guests.pop(oldest.workdir, None)
             self._unwatch(oldest)
         return tree
 
-    def _note_guest(self, tree: _Tree) -> None:
+    @contextlib.contextmanager
+    def as_guest(self) -> Iterator[None]:
+        """Within: this process runs a task it took from another, busy worker. Worktrees first
+        asked about then are guests, and only the most recent `max_guests` of them stay
+        watched, so each worktree is held once, by the worker it belongs to."""
+        self.guest = True
+        try:
+            yield
+        finally:
+            self.guest = False
+
+    def _note_guest(self, workdir: str) -> None:
         """An own task makes a worktree own; past `max_guests`, the least recent guest
         worktrees are unwatched and forgotten."""
         if not self.guest:
-            tree.guest = False
-            self._guests.pop(tree.workdir, None)
+            self._guests.pop(workdir, None)
             return
-        if not tree.guest:
+        if workdir not in self._guests:
             return
-        self._guests[tree.workdir] = None
-        self._guests.move_to_end(tree.workdir)
+        self._guests.move_to_end(workdir)
         while len(self._guests) > self.max_guests:
             oldest, _ = self._guests.popitem(last=False)
             self._unwatch(self._trees.pop(oldest))
