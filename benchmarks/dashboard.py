@@ -228,10 +228,12 @@ def memory_rows(
     pids_before = {p.pid for p in daemon.ps.children(recursive=True)}
     quarter = max(200, -(-n // 4 // 200) * 200)
     rss = [rss_before]
+    pss_after = pss_before
     for start in range(0, n, quarter):
         mixed_requests(clients, trees, min(quarter, n - start), start)
-        rss.append(tree_memory(daemon.ps)[0])
-    rss_after, pss_after = tree_memory(daemon.ps)
+        rss_now, pss_after = tree_memory(daemon.ps)
+        rss.append(rss_now)
+    rss_after = rss[-1]
     own_after = daemon.ps.memory_info().rss / 2**20
     replaced = len(pids_before - {p.pid for p in daemon.ps.children(recursive=True)})
     # The first half shows the caches filling to their bounds; growth after that is a leak.
